@@ -1,0 +1,14 @@
+# clrepro: replicate continual-learning experiments and audit them against the published numbers.
+#   snakemake --cores all                       # the paper protocols (config/config.yaml)
+#   snakemake --cores all --config preset=quick # the same DAG at reduced scale
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/analysis.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        REPORT,

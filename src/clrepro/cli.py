@@ -1,0 +1,116 @@
+"""Command line: ``clrepro <command>``; the Snakemake rules call these."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def _download(a):
+    from . import data
+    for path in data.fetch(a.dataset, a.root, a.mirror, json.loads(a.checksums) if a.checksums else None):
+        print(path)
+
+
+def _train(a):
+    from . import config, train
+    if a.spec:
+        spec = json.loads(a.spec)
+    else:
+        cfg = config.load(a.config, {"preset": a.preset} if a.preset else None)
+        spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
+    train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task)
+
+
+def _aggregate(a):
+    from . import aggregate
+    aggregate.main(a.results, a.runs_csv, a.accuracy_csv, a.summary_csv)
+
+
+def _figures(a):
+    from . import figures
+    figures.main(a.accuracy_csv, a.summary_csv, a.targets, a.experiment, a.outdir)
+
+
+def _audit(a):
+    from . import audit
+    audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, a.alpha, a.tolerance)
+
+
+def _report(a):
+    from . import report
+    report.main(a)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="clrepro", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("download", help="fetch and verify a dataset into the data root")
+    d.add_argument("dataset")
+    d.add_argument("--root", default="data")
+    d.add_argument("--mirror", help="local folder with the official files (default: $CLREPRO_DATA_MIRROR)")
+    d.add_argument("--checksums", help="JSON {file: md5} replacing the official checksums")
+    d.set_defaults(fn=_download)
+
+    t = sub.add_parser("train", help="train one run and write its result JSON")
+    t.add_argument("--spec", help="resolved run spec as JSON (as the workflow passes it)")
+    t.add_argument("--config", default="config/config.yaml")
+    t.add_argument("--preset")
+    t.add_argument("--experiment")
+    t.add_argument("--scenario", choices=["task", "domain", "class"])
+    t.add_argument("--method")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True)
+    t.add_argument("--checkpoints", help="checkpoint folder (resume from it if present)")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--threads", type=int)
+    t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
+    t.set_defaults(fn=_train)
+
+    g = sub.add_parser("aggregate", help="collect run results into tidy CSVs")
+    g.add_argument("results", nargs="+")
+    g.add_argument("--runs-csv", required=True)
+    g.add_argument("--accuracy-csv", required=True)
+    g.add_argument("--summary-csv", required=True)
+    g.set_defaults(fn=_aggregate)
+
+    f = sub.add_parser("figures", help="draw an experiment's figures")
+    f.add_argument("--accuracy-csv", required=True)
+    f.add_argument("--summary-csv", required=True)
+    f.add_argument("--targets", required=True)
+    f.add_argument("--experiment", required=True)
+    f.add_argument("--outdir", required=True)
+    f.set_defaults(fn=_figures)
+
+    u = sub.add_parser("audit", help="compare results with the published numbers")
+    u.add_argument("--summary-csv", required=True)
+    u.add_argument("--targets", required=True)
+    u.add_argument("--experiment", required=True)
+    u.add_argument("--preset", required=True)
+    u.add_argument("--alpha", type=float, default=0.05)
+    u.add_argument("--tolerance", type=float, default=1.0)
+    u.add_argument("--out", required=True)
+    u.set_defaults(fn=_audit)
+
+    r = sub.add_parser("report", help="render the HTML report")
+    r.add_argument("--config", default="config/config.yaml")
+    r.add_argument("--preset", required=True)
+    r.add_argument("--summary-csv", required=True)
+    r.add_argument("--runs-csv", required=True)
+    r.add_argument("--audit", nargs="+", required=True)
+    r.add_argument("--figures", nargs="*", default=[])
+    r.add_argument("--out", required=True)
+    r.set_defaults(fn=_report)
+
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        a.fn(a)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"clrepro {a.command}: error: {msg}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,165 @@
+"""Configuration: the top-level ``config/config.yaml``, one file per experiment, presets, and the
+expansion into runs (experiment x scenario x method x seed), each resolved to one flat spec.
+
+A *run spec* is everything that determines a run's numbers; its hash is the run's identity,
+stored beside every result and checkpoint."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import methods
+from .methods.base import derive_seed
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+def _load_yaml(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file not found: {path}") from None
+
+
+def validate(data: dict, schema_name: str, where: str) -> None:
+    """Validate against ``workflow/schemas/<schema_name>`` (filling defaults), naming the key."""
+    import jsonschema
+
+    path = SCHEMA_DIR / schema_name
+    if not path.exists():   # installed without the workflow folder: semantic checks still run
+        return
+    schema = _load_yaml(path)
+    validator_cls = jsonschema.validators.validator_for(schema)
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for key, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(key, copy.deepcopy(sub["default"]))
+        yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    filling = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
+    errors = sorted(filling(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ConfigError(f"{where}: {key}: {e.message}")
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (override or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None = None) -> dict:
+    """Read and validate the top-level config and its experiments (``config["_experiments"]``)."""
+    path = Path(path)
+    config = deep_merge(_load_yaml(path), overrides or {})
+    validate(config, "config.schema.yaml", str(path))
+    config["_experiments"] = {
+        name: load_experiment(path.parent / "experiments" / f"{name}.yaml", config)
+        for name in config["experiments"]
+    }
+    return config
+
+
+def load_experiment(path: Path, config: dict) -> dict:
+    """An experiment file with the active preset applied, validated, methods checked."""
+    exp = _load_yaml(path)
+    validate(exp, "experiment.schema.yaml", str(path))
+    preset = config["preset"]
+    if preset != "paper":
+        if preset not in config.get("presets", {}) and preset not in exp.get("presets", {}):
+            raise ConfigError(f"{path}: preset: unknown preset {preset!r}")
+        exp = deep_merge(exp, config.get("presets", {}).get(preset, {}))
+        exp = deep_merge(exp, exp.get("presets", {}).get(preset, {}))
+        validate(exp, "experiment.schema.yaml", f"{path} (preset {preset})")
+    for label, spec in exp["methods"].items():
+        for scenario in exp["scenarios"]:
+            try:
+                methods.expand(label, spec, scenario)
+            except ValueError as err:
+                raise ConfigError(f"{path}: {err}") from None
+    return exp
+
+
+@dataclass(frozen=True)
+class Run:
+    experiment: str
+    scenario: str
+    method: str
+    seed: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.experiment}/{self.scenario}/{self.method}/seed{self.seed}"
+
+
+def seeds_of(exp: dict) -> list[int]:
+    s = exp["seeds"]
+    return list(range(s)) if isinstance(s, int) else list(s)
+
+
+def runs(config: dict) -> list[Run]:
+    out = []
+    for name, exp in config["_experiments"].items():
+        for scenario in exp["scenarios"]:
+            for label in exp["methods"]:
+                out += [Run(name, scenario, label, s) for s in seeds_of(exp)]
+    return out
+
+
+def resolve(config: dict, run: Run) -> dict:
+    """The flat spec of one run: protocol, method and hyperparameters, all four seeds."""
+    exp = config["_experiments"][run.experiment]
+    cls, hp = methods.expand(run.method, exp["methods"][run.method], run.scenario)
+    s = run.seed
+    seeds = {
+        "seed": s,
+        "order": derive_seed(s, "order") if exp["benchmark"].get("class_order") == "shuffled" else None,
+        "perm": derive_seed(s, "perm") if exp["benchmark"]["type"] == "permuted" else None,
+        "init": derive_seed(s, "init"),
+        "data": derive_seed(s, "data"),
+    }
+    seeds.update({k: v for k, v in exp.get("seed_overrides", {}).items() if k in seeds})
+    spec = {
+        "experiment": run.experiment,
+        "scenario": run.scenario,
+        "method": run.method,
+        "method_class": cls.name,
+        "hyperparameters": hp,
+        "preset": config["preset"],
+        "seeds": seeds,
+        "dataset": exp["dataset"],
+        "benchmark": exp["benchmark"],
+        "model": exp["model"],
+        "optimizer": exp["optimizer"],
+        "batch_size": exp["batch_size"],
+        "iters_per_task": exp["iters_per_task"],
+        "train_subset": exp.get("train_subset"),
+        "data": {"root": config["data"]["root"], "checksums": config["data"].get("checksums") or {}},
+    }
+    spec["spec_hash"] = spec_hash(spec)
+    return spec
+
+
+def spec_hash(spec: dict) -> str:
+    """Hash of everything that determines the numbers (not where data lives)."""
+    core = {k: v for k, v in spec.items() if k not in ("spec_hash", "data")}
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,47 @@
+"""Continual-learning methods. Each is a small module behind the hooks of ``base.Method``;
+``REGISTRY`` maps a method's name to its class, and ``expand`` turns a configured method (a named
+bundle of hyperparameters, possibly per scenario) into the class and the resolved values."""
+from __future__ import annotations
+
+from .base import REQUIRED, Method
+from .ewc import EWC
+from .joint import Joint
+from .l2 import L2
+from .lwf import LwF
+from .mas import MAS
+from .si import SI
+
+REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, EWC, SI, MAS, L2, LwF)}
+
+
+def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
+    """Resolve the method configured as ``methods.<label>`` for one scenario.
+
+    Raises ``ValueError`` naming the key for an unknown method or hyperparameter, a missing
+    required value, or a scenario the method does not support."""
+    where = f"methods.{label}"
+    if "method" not in spec:
+        raise ValueError(f"{where}.method is missing (one of {sorted(REGISTRY)})")
+    name = spec["method"]
+    if name not in REGISTRY:
+        raise ValueError(f"{where}.method: unknown method {name!r}; known: {sorted(REGISTRY)}")
+    cls = REGISTRY[name]
+    if scenario not in cls.scenarios:
+        raise ValueError(f"{where}: method {name!r} does not support the {scenario}-IL scenario "
+                         f"(supports: {', '.join(cls.scenarios)})")
+    hp = dict(cls.hyperparameters)
+    for key, value in spec.items():
+        if key in ("method", "label", "description"):
+            continue
+        if key not in hp:
+            raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
+                             f"(has: {sorted(hp) or 'none'})")
+        if isinstance(value, dict):  # per-scenario value
+            if scenario not in value:
+                raise ValueError(f"{where}.{key} gives no value for the {scenario!r} scenario")
+            value = value[scenario]
+        hp[key] = value
+    missing = [k for k, v in hp.items() if v is REQUIRED]
+    if missing:
+        raise ValueError(f"{where}: required hyperparameter(s) missing: {', '.join(missing)}")
+    return cls, hp

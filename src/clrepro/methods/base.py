@@ -1,0 +1,152 @@
+"""The hook interface every method implements. The training loop (``clrepro.train``) owns
+everything generic -- sampling, forward/backward, the optimiser step, evaluation and checkpoints --
+and calls these hooks; a method only says what is special about it."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..scenarios import Benchmark
+
+
+def derive_seed(*parts) -> int:
+    """A 63-bit seed determined by ``parts`` (stable across processes and platforms)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+REQUIRED = type("Required", (), {"__repr__": lambda self: "<required>"})()
+"""Default of a hyperparameter that the configuration must set."""
+
+
+@dataclass
+class Batch:
+    """Inputs and targets of one task, scored on output units ``[lo, hi)``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    lo: int
+    hi: int
+    task: int
+
+
+class Sampler:
+    """Shuffled mini-batches of one or more tasks' training data, epoch after epoch (like a
+    ``DataLoader(shuffle=True, drop_last=True)`` rebuilt when exhausted), as index tensors on the
+    data's device. Its generator is seeded per task, so a resumed run draws the same batches."""
+
+    def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int):
+        self.bench, self.tasks, self.upto = bench, tasks, upto
+        self.gen = torch.Generator().manual_seed(seed)
+        self.sizes = [len(bench.train[t]) for t in tasks]
+        self.offsets = torch.tensor([0] + self.sizes).cumsum(0)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.pos = 0
+
+    def indices(self, n: int) -> torch.Tensor:
+        total = int(self.offsets[-1])
+        if n > total:
+            raise ValueError(f"batch size {n} exceeds the {total} training samples available")
+        if self.pos + n > len(self.order):
+            self.order, self.pos = torch.randperm(total, generator=self.gen), 0
+        idx = self.order[self.pos:self.pos + n]
+        self.pos += n
+        return idx
+
+    def batches(self, n: int) -> list[Batch]:
+        """``n`` samples drawn from the union of the tasks, grouped by task."""
+        idx = self.indices(n)
+        device = self.bench.train[self.tasks[0]].p.device
+        out = []
+        for i, t in enumerate(self.tasks):
+            if len(self.tasks) == 1:
+                sel = idx
+            else:
+                sel = idx[(idx >= self.offsets[i]) & (idx < self.offsets[i + 1])] - self.offsets[i]
+            if len(sel) == 0:
+                continue
+            sel = sel.to(device)
+            task = self.bench.train[t]
+            lo, hi = self.bench.active(t, self.upto)
+            out.append(Batch(task.inputs(sel), self.bench.targets(task.p.index_select(0, sel), t),
+                             lo, hi, t))
+        return out
+
+
+def forward(model: nn.Module, batches: list[Batch]) -> list[torch.Tensor]:
+    """One forward pass for all batches; returns each batch's outputs (all units)."""
+    if len(batches) == 1:
+        return [model(batches[0].x)]
+    return list(model(torch.cat([b.x for b in batches])).split([len(b.y) for b in batches]))
+
+
+def cross_entropy(outputs: list[torch.Tensor], batches: list[Batch]) -> torch.Tensor:
+    """Mean cross-entropy over all samples of all batches, each on its active units."""
+    if len(batches) == 1:
+        b = batches[0]
+        return F.cross_entropy(outputs[0][:, b.lo:b.hi], b.y)
+    n = sum(len(b.y) for b in batches)
+    return sum(F.cross_entropy(z[:, b.lo:b.hi], b.y, reduction="sum")
+               for z, b in zip(outputs, batches)) / n
+
+
+class Method:
+    """Fine-tuning ("None"): plain sequential training; the base every method builds on.
+
+    Subclasses set ``name``, ``scenarios`` (those they support; the config validator refuses the
+    rest before any training) and ``hyperparameters`` (name -> default; ``None`` = required).
+    """
+
+    name: ClassVar[str] = "none"
+    scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
+    hyperparameters: ClassVar[dict] = {}
+
+    def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int):
+        self.model, self.bench, self.hp, self.seed = model, bench, hp, seed
+        self.task = 0
+
+    # -- hooks, in the order the loop calls them ----------------------------------------------
+    def begin_task(self, task: int) -> None:
+        """Before training ``task``: set up the task's sampler."""
+        self.task = task
+        self.sampler = Sampler(self.bench, [task], task, self.seed_for(task, "data"))
+
+    def train_batches(self, batch_size: int) -> list[Batch]:
+        return self.sampler.batches(batch_size)
+
+    def loss(self, outputs: list[torch.Tensor], batches: list[Batch]) -> torch.Tensor:
+        """The loss of one step from the model's outputs (all units) for each batch."""
+        return cross_entropy(outputs, batches)
+
+    def after_backward(self) -> None:
+        """Gradients are in ``p.grad``; a penalty may add its analytic gradient here."""
+
+    def after_step(self) -> None:
+        """The optimiser has updated the parameters."""
+
+    def end_task(self, task: int) -> None:
+        """After training ``task`` (consolidation, teacher snapshot, ...)."""
+
+    # -- state ---------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def penalty(self) -> torch.Tensor:
+        """The regularisation term added to the loss (differentiable; zero if none)."""
+        return torch.zeros((), device=next(self.model.parameters()).device)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def seed_for(self, task: int, purpose: str) -> int:
+        """A seed derived from the run's data seed, the task and a purpose string."""
+        return derive_seed(self.seed, task, purpose)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.model.named_parameters() if p.requires_grad}

@@ -1,0 +1,69 @@
+"""Learning without forgetting (Li & Hoiem 2017), as in van de Ven & Tolias (2019): the current
+batch is also scored by the model saved at the end of the previous task, and the network is
+distilled on those soft targets (Hinton et al. 2015) with temperature T, scaled by T^2:
+
+    L = 1/t * CE(current) + (1 - 1/t) * T^2 * KD(softmax(z_old / T), log_softmax(z / T)),
+
+t counting tasks from 1. Task-IL: one KD term per previous task's head, averaged. Domain-IL: the
+shared head. Class-IL: the units of all classes seen so far, the teacher's logits for the new
+classes set to zero. ``kd_reduction``: ``batchmean`` sums over classes and averages over samples
+(Hinton); ``mean`` also averages over classes (the reference code's ``.mean()``)."""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from .base import Method, cross_entropy
+
+
+def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
+                 reduction: str = "batchmean") -> torch.Tensor:
+    """T^2 * cross-entropy of the student's tempered softmax against the teacher's."""
+    if teacher.shape[1] < student.shape[1]:
+        teacher = F.pad(teacher, (0, student.shape[1] - teacher.shape[1]))
+    targets = F.softmax(teacher / temperature, 1)
+    ce = -(targets * F.log_softmax(student / temperature, 1))
+    ce = ce.sum(1).mean() if reduction == "batchmean" else ce.mean()
+    return ce * temperature ** 2
+
+
+class LwF(Method):
+    name = "lwf"
+    hyperparameters = {"temperature": 2.0, "kd_reduction": "batchmean"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.teacher = None
+
+    def loss(self, outputs, batches):
+        current = cross_entropy(outputs, batches)
+        if self.teacher is None:
+            return current
+        t = self.task
+        (b,), (z,) = batches, outputs
+        with torch.no_grad():
+            old = self.teacher(b.x)
+        T, red = self.hp["temperature"], self.hp["kd_reduction"]
+        if self.bench.scenario == "task":
+            heads = [self.bench.active(s, t) for s in range(t)]
+            kd = sum(distillation(z[:, lo:hi], old[:, lo:hi], T, red) for lo, hi in heads) / t
+        else:
+            lo, hi = self.bench.active(t - 1, t - 1)
+            kd = distillation(z[:, b.lo:b.hi], old[:, lo:hi], T, red)
+        w = 1.0 / (t + 1)
+        return w * current + (1 - w) * kd
+
+    def end_task(self, task: int) -> None:
+        self.teacher = copy.deepcopy(self.model).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    def state_dict(self) -> dict:
+        return {"teacher": None if self.teacher is None else self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["teacher"] is not None:
+            self.end_task(-1)
+            self.teacher.load_state_dict(state["teacher"])

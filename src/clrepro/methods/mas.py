@@ -1,0 +1,35 @@
+"""Memory aware synapses (Aljundi et al. 2018). Importance (Eq. 4) is the mean absolute gradient of
+the squared L2 norm of the network's (active) output, per sample:
+``Omega_i = 1/N sum_n |d ||f(x_n)||_2^2 / d theta_i|``, accumulated over tasks; penalty (Eq. 3)
+``lambda * sum_i Omega_i (theta_i - theta*_i)^2`` anchored at the latest task."""
+from __future__ import annotations
+
+import torch
+
+from .base import REQUIRED
+from .quadratic import QuadraticPenalty, per_sample_grads
+
+
+def mas_importance(model, x: torch.Tensor, lo: int, hi: int, chunk: int = 256) -> dict[str, torch.Tensor]:
+    was_training = model.training
+    model.eval()
+    omega = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+    for _, g in per_sample_grads(model, x, lambda z, _: z[lo:hi].pow(2).sum(), chunk=chunk):
+        for n, gn in g.items():
+            omega[n] += gn.abs().sum(0)
+    model.train(was_training)
+    return {n: o / len(x) for n, o in omega.items()}
+
+
+class MAS(QuadraticPenalty):
+    name = "mas"
+    hyperparameters = {"lambda": REQUIRED}
+
+    def end_task(self, task: int) -> None:
+        lo, hi = self.bench.active(task, task)
+        new = mas_importance(self.model, self.bench.train[task].inputs(), lo, hi)
+        omega = [new[n] for n in self.params()]
+        if self.terms:
+            omega = [o + old for o, old in zip(omega, self.terms[0]["omega"])]
+        self.terms = []
+        self.add_term(self.hp["lambda"], omega)

@@ -1,0 +1,76 @@
+"""Synaptic intelligence (Zenke, Poole & Ganguli 2017).
+
+During a task, each parameter's contribution to the change of the loss is accumulated along the
+optimisation path (Eq. 3): ``omega_i -= g_i * delta_i`` with ``delta_i`` the actual update of the
+step and ``g_i`` the gradient of the loss before it. At the task's end (Eq. 5):
+
+    Omega_i <- Omega_i + clip(omega_i / ((Delta_i)^2 + xi)),
+
+``Delta_i`` being the parameter's total change over the task, then the anchor moves to the current
+parameters and ``omega`` is reset. Penalty (Eq. 4, no factor 1/2): ``c * sum_i Omega_i (theta_i -
+theta~_i)^2``.
+
+Named variants: ``gradient: unregularised`` (the task loss's gradient, as the authors' code
+``pathint`` does) or ``total`` (the gradient of the regularised loss, as the "three scenarios"
+reference code does); ``omega_clip: relu`` (pathint clips negative contributions) or ``none``.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import REQUIRED
+from .quadratic import QuadraticPenalty
+
+
+class SI(QuadraticPenalty):
+    name = "si"
+    hyperparameters = {"c": REQUIRED, "xi": 0.1, "gradient": "unregularised", "omega_clip": "relu"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for key, allowed in (("gradient", ("unregularised", "total")), ("omega_clip", ("relu", "none"))):
+            if self.hp[key] not in allowed:
+                raise ValueError(f"si.{key}: {self.hp[key]!r} is not one of {allowed}")
+        self.omega_total = [torch.zeros_like(p) for p in self._params()]
+
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        params = self._params()
+        self.start = [p.detach().clone() for p in params]     # theta at the task's start
+        self.prev = [p.detach().clone() for p in params]      # theta before the current step
+        self.path = [torch.zeros_like(p) for p in params]     # omega (Eq. 3)
+
+    @torch.no_grad()
+    def after_backward(self) -> None:
+        params = self._params()
+        if self.hp["gradient"] == "unregularised":
+            self.grad = torch._foreach_mul([p.grad for p in params], 1.0)  # copy before the penalty
+            super().after_backward()
+        else:
+            super().after_backward()
+            self.grad = [p.grad for p in params]
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        params = self._params()
+        delta = torch._foreach_sub(params, self.prev)
+        torch._foreach_mul_(delta, self.grad)
+        torch._foreach_sub_(self.path, delta)
+        for prev, p in zip(self.prev, params):
+            prev.copy_(p)
+        self.grad = None
+
+    @torch.no_grad()
+    def end_task(self, task: int) -> None:
+        for tot, w, p, s in zip(self.omega_total, self.path, self._params(), self.start):
+            contrib = w / ((p - s) ** 2 + self.hp["xi"])
+            tot += contrib.clamp_(min=0) if self.hp["omega_clip"] == "relu" else contrib
+        self.terms = []
+        self.add_term(self.hp["c"], [o.clone() for o in self.omega_total])
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "omega_total": self.omega_total}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.omega_total = state["omega_total"]

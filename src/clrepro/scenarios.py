@@ -1,0 +1,151 @@
+"""Task sequences (split, permuted) and the three scenarios of van de Ven & Tolias (2019).
+
+Every sample carries a *global label* ``p`` in ``[0, k*T)`` for ``T`` tasks of ``k`` classes:
+split benchmarks number classes by their position in the class order (task ``t`` owns
+``p = k*t .. k*t+k-1``), permuted benchmarks use ``p = digit + k*t``.  A scenario then decides
+which output units are active and what the target is (van de Ven & Tolias 2019, Sec. 2):
+
+========  ===========  ==========================================  ==============
+scenario  outputs      active units for a sample of task t          target
+========  ===========  ==========================================  ==============
+task      k*T          its own head ``[k*t, k*t+k)``                ``p - k*t``
+domain    k            all ``[0, k)`` (shared head)                  ``p - k*t``
+class     k*T          classes seen so far ``[0, k*(c+1))``          ``p``
+========  ===========  ==========================================  ==============
+
+where ``c`` is the last task trained (when evaluating task ``j`` after task ``i``: ``max(i, j)``,
+so that a future task's classes are scored among the classes seen up to it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .data import TensorDataset
+
+SCENARIOS = ("task", "domain", "class")
+
+
+@dataclass
+class Task:
+    """One task's samples: rows of ``x`` (optionally with permuted pixels) and global labels."""
+
+    x: torch.Tensor               # (N, D) inputs; shared between tasks of a permuted benchmark
+    p: torch.Tensor               # (N,) global labels
+    perm: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.p)
+
+    def inputs(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.x if idx is None else self.x.index_select(0, idx)
+        return x if self.perm is None else x.index_select(1, self.perm)
+
+    def to(self, device) -> "Task":
+        perm = None if self.perm is None else self.perm.to(device)
+        return Task(self.x.to(device), self.p.to(device), perm)
+
+
+@dataclass
+class Benchmark:
+    """A task sequence in one scenario, with per-task train and test data."""
+
+    name: str
+    scenario: str
+    classes_per_task: int
+    train: list[Task]
+    test: list[Task]
+    input_dim: int
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.train)
+
+    @property
+    def n_outputs(self) -> int:
+        k = self.classes_per_task
+        return k if self.scenario == "domain" else k * self.n_tasks
+
+    def active(self, task: int, upto: int) -> tuple[int, int]:
+        """Output slice ``[lo, hi)`` for samples of ``task`` when tasks ``0..upto`` have been seen."""
+        k = self.classes_per_task
+        if self.scenario == "task":
+            return k * task, k * task + k
+        if self.scenario == "domain":
+            return 0, k
+        return 0, k * (max(task, upto) + 1)
+
+    def targets(self, p: torch.Tensor, task: int) -> torch.Tensor:
+        """Target index within the active slice (see module docstring)."""
+        return p if self.scenario == "class" else p - self.classes_per_task * task
+
+    def to(self, device) -> "Benchmark":
+        return Benchmark(self.name, self.scenario, self.classes_per_task,
+                         [t.to(device) for t in self.train], [t.to(device) for t in self.test],
+                         self.input_dim, self.meta)
+
+
+def _check_scenario(scenario: str) -> None:
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {SCENARIOS}")
+
+
+def class_order(tasks: list[list[int]], seed: int | None) -> list[int]:
+    """The class order: the configured one, or (``seed`` given) a random permutation of it."""
+    flat = [c for group in tasks for c in group]
+    if seed is None:
+        return flat
+    return [flat[i] for i in np.random.default_rng(seed).permutation(len(flat))]
+
+
+def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[list[int]],
+          order_seed: int | None = None, name: str = "split") -> Benchmark:
+    """Split benchmark: task ``t`` holds the classes ``order[k*t : k*t+k]`` (e.g. 0/1, 2/3, ...)."""
+    _check_scenario(scenario)
+    sizes = {len(g) for g in tasks}
+    if len(sizes) != 1:
+        raise ValueError(f"all tasks need the same number of classes, got {tasks}")
+    k = sizes.pop()
+    order = class_order(tasks, order_seed)
+    n_classes = int(max(train.y.max(), test.y.max())) + 1
+    position = torch.full((n_classes,), -1, dtype=torch.long)
+    position[torch.tensor(order)] = torch.arange(len(order))
+
+    def make(ds: TensorDataset) -> list[Task]:
+        p_all = position[ds.y]
+        out = []
+        for t in range(len(tasks)):
+            rows = torch.nonzero((p_all >= k * t) & (p_all < k * t + k)).squeeze(1)
+            out.append(Task(ds.x[rows].contiguous(), p_all[rows].contiguous()))
+        return out
+
+    groups = [order[k * t:k * t + k] for t in range(len(tasks))]
+    return Benchmark(name, scenario, k, make(train), make(test), train.x.shape[1],
+                     {"class_order": order, "task_classes": groups})
+
+
+def permutations(n_tasks: int, dim: int, seed: int, first_identity: bool = True) -> list[torch.Tensor]:
+    """Pixel permutations, one per task, from their own seed; task 1 unpermuted by default."""
+    rng = np.random.default_rng(seed)
+    perms = [torch.from_numpy(rng.permutation(dim)) for _ in range(n_tasks)]
+    if first_identity:
+        perms[0] = torch.arange(dim)
+    return perms
+
+
+def permuted(train: TensorDataset, test: TensorDataset, scenario: str, n_tasks: int, perm_seed: int,
+             first_identity: bool = True, name: str = "permuted") -> Benchmark:
+    """Permuted benchmark: every task is the whole dataset under its own pixel permutation."""
+    _check_scenario(scenario)
+    k = int(train.y.max()) + 1
+    perms = permutations(n_tasks, train.x.shape[1], perm_seed, first_identity)
+
+    def make(ds: TensorDataset) -> list[Task]:
+        return [Task(ds.x, ds.y + k * t, None if (first_identity and t == 0) else perms[t])
+                for t in range(n_tasks)]
+
+    return Benchmark(name, scenario, k, make(train), make(test), train.x.shape[1],
+                     {"perm_seed": perm_seed})

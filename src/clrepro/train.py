@@ -1,0 +1,210 @@
+"""The training loop: one run = one method on one task sequence with one seed.
+
+After each task the loop evaluates every task (a row of R), then writes a checkpoint (state_dicts
++ JSON metadata) atomically; a restarted run resumes after its last finished task and ends with
+the same numbers as an uninterrupted one."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from . import data as datasets
+from . import metrics, models, provenance, scenarios
+from .devices import select_device
+from .methods import REGISTRY
+from .methods.base import forward
+
+log = logging.getLogger("clrepro.train")
+
+
+def build_benchmark(spec: dict) -> scenarios.Benchmark:
+    name, bench = spec["dataset"], spec["benchmark"]
+    root, checksums = spec["data"]["root"], spec["data"]["checksums"]
+    train = datasets.load(name, root, train=True, checksums=checksums)
+    test = datasets.load(name, root, train=False, checksums=checksums)
+    if spec.get("train_subset"):   # reduced presets: a class-stratified prefix of each class
+        train = _subset(train, spec["train_subset"], spec["seeds"]["data"])
+    if bench["type"] == "split":
+        return scenarios.split(train, test, spec["scenario"], bench["tasks"], spec["seeds"]["order"],
+                               name=spec["experiment"])
+    if bench["type"] == "permuted":
+        return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
+                                  name=spec["experiment"])
+    raise ValueError(f"benchmark.type: unknown benchmark {bench['type']!r}")
+
+
+def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    keep = torch.randperm(len(ds.y), generator=g)[: max(1, int(len(ds.y) * fraction))].sort().values
+    return datasets.TensorDataset(ds.x[keep], ds.y[keep])
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int) -> list[float]:
+    """Test accuracy on every task, with the classes of tasks ``0..upto`` seen (a row of R)."""
+    was_training = model.training
+    model.eval()
+    accs = []
+    for j, task in enumerate(bench.test):
+        lo, hi = bench.active(j, upto)
+        correct = 0
+        for start in range(0, len(task), 8192):
+            idx = torch.arange(start, min(start + 8192, len(task)), device=task.p.device)
+            pred = model(task.inputs(idx))[:, lo:hi].argmax(1)
+            correct += int((pred == bench.targets(task.p[idx], j)).sum())
+        accs.append(correct / len(task))
+    model.train(was_training)
+    return accs
+
+
+def make_optimizer(model: torch.nn.Module, spec: dict) -> torch.optim.Optimizer:
+    opt = spec["optimizer"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if opt["name"] == "adam":
+        return torch.optim.Adam(params, lr=opt["lr"], betas=tuple(opt.get("betas", (0.9, 0.999))))
+    if opt["name"] == "sgd":
+        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.0))
+    raise ValueError(f"optimizer.name: unknown optimizer {opt['name']!r}")
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+def save_checkpoint(folder: Path, task: int, state: dict, meta: dict) -> None:
+    """Write ``task-NN/{state.pt,meta.json}`` via a temporary folder and one rename, then drop
+    older task folders."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
+    try:
+        torch.save(state, tmp / "state.pt")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        final = folder / f"task-{task:02d}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in folder.glob("task-*"):
+        if old.name != final.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def latest_checkpoint(folder: Path, spec_hash: str) -> tuple[dict, dict] | None:
+    for ckpt in sorted(folder.glob("task-*"), reverse=True):
+        try:
+            meta = json.loads((ckpt / "meta.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if meta.get("spec_hash") != spec_hash:
+            log.warning("ignoring checkpoint %s of a different run configuration", ckpt)
+            continue
+        return meta, torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+    return None
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- the loop --------------------------------------------------------------------------------------
+
+def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
+        device: str = "auto", threads: int | None = None, stop_after_task: int | None = None) -> dict:
+    """Train one run and write its result JSON to ``out``. ``stop_after_task`` ends the process
+    after that task's checkpoint (to test resumption) without writing a result."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = select_device(device)
+    bench = build_benchmark(spec).to(dev)
+    torch.manual_seed(spec["seeds"]["init"])
+    model = models.build(spec["model"], bench.input_dim, bench.n_outputs).to(dev)
+    method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
+    optimizer = make_optimizer(model, spec)
+    reset = spec["optimizer"].get("reset_per_task", False)
+
+    ckpt_dir = Path(checkpoints) if checkpoints else None
+    rows, losses, seconds = [], [], []
+    # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
+    random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
+    start = 0
+    resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
+    if resumed:
+        meta, state = resumed
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        method.load_state_dict(state["method"])
+        rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
+        random_init, start = meta["random_init"], meta["task"] + 1
+        log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
+
+    B, iters = spec["batch_size"], spec["iters_per_task"]
+    for t in range(start, bench.n_tasks):
+        t0 = time.perf_counter()
+        if reset and t > 0:
+            optimizer = make_optimizer(model, spec)
+        method.begin_task(t)
+        model.train()
+        loss_sum = torch.zeros((), device=dev)
+        for _ in range(iters):
+            batches = method.train_batches(B)
+            loss = method.loss(forward(model, batches), batches)
+            optimizer.zero_grad(set_to_none=False)
+            loss.backward()
+            method.after_backward()
+            optimizer.step()
+            method.after_step()
+            loss_sum += loss.detach()
+        if t < bench.n_tasks - 1:  # consolidation after the last task would never be used
+            method.end_task(t)
+        rows.append(evaluate(model, bench, upto=t))
+        losses.append(float(loss_sum) / iters)
+        seconds.append(time.perf_counter() - t0)
+        log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, losses[-1],
+                 " ".join(f"{a:.4f}" for a in rows[-1]), seconds[-1])
+        if ckpt_dir:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "method": method.state_dict()}
+            meta = {"task": t, "spec_hash": spec["spec_hash"], "R": rows, "random_init": random_init,
+                    "train_loss": losses, "seconds": seconds, "run": _run_id(spec)}
+            save_checkpoint(ckpt_dir, t, state, meta)
+        if stop_after_task is not None and t >= stop_after_task:
+            return {}
+
+    result = {
+        **_run_id(spec),
+        "method_class": spec["method_class"],
+        "hyperparameters": spec["hyperparameters"],
+        "seeds": spec["seeds"],
+        "protocol": {k: spec[k] for k in ("dataset", "benchmark", "model", "optimizer", "batch_size",
+                                          "iters_per_task", "train_subset")},
+        "spec_hash": spec["spec_hash"],
+        "task_classes": bench.meta.get("task_classes"),
+        "R": rows,
+        "random_init": random_init,
+        "metrics": metrics.summary(rows, random_init),
+        "train_loss": losses,
+        "seconds_per_task": seconds,
+        "resumed": bool(resumed),
+        "provenance": provenance.collect(dev, Path(__file__).resolve().parents[2]),
+    }
+    write_json_atomic(Path(out), result)
+    return result
+
+
+def _run_id(spec: dict) -> dict:
+    return {k: spec[k] for k in ("experiment", "scenario", "method", "preset")} | {"seed": spec["seeds"]["seed"]}

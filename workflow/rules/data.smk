@@ -1,0 +1,18 @@
+# Fetch each dataset once (official mirrors, or a local mirror), md5-verified, atomically.
+for _dataset in sorted({exp["dataset"] for exp in CFG["_experiments"].values()}):
+
+    rule:
+        name:
+            f"download_{_dataset}"
+        output:
+            raw_files(_dataset),
+        params:
+            dataset=_dataset,
+            mirror=config["data"]["mirror"] or "",
+            checksums=json.dumps(config["data"].get("checksums") or {}),
+        log:
+            f"logs/download_{_dataset}.log",
+        shell:
+            "clrepro download {params.dataset} --root {DATA} "
+            "$( [ -n '{params.mirror}' ] && echo --mirror {params.mirror:q} ) "
+            "--checksums {params.checksums:q} > {log} 2>&1"
