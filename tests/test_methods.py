@@ -36,11 +36,12 @@ def naive_fisher(model, x, y, lo, hi, variant):
     return {n: f / len(x) for n, f in F_.items()}
 
 
+@pytest.mark.parametrize("engine", ["linear", "vmap"])
 @pytest.mark.parametrize("variant", ["exact", "empirical", "predicted"])
-def test_fisher_matches_per_sample_autograd(variant):
+def test_fisher_matches_per_sample_autograd(variant, engine):
     model = tiny_net(n_out=6)
     x, y = torch.randn(13, 20), torch.randint(0, 3, (13,))
-    fast = fisher_diagonal(model, x, y, 2, 5, variant, chunk=4)
+    fast = fisher_diagonal(model, x, y, 2, 5, variant, chunk=4, engine=engine)
     slow = naive_fisher(model, x, y, 2, 5, variant)
     for n in slow:
         torch.testing.assert_close(fast[n], slow[n], rtol=1e-5, atol=1e-7)
@@ -56,10 +57,11 @@ def test_sampled_fisher_is_unbiased_estimate_of_exact():
     assert rel < 0.1
 
 
-def test_mas_importance_matches_autograd():
+@pytest.mark.parametrize("engine", ["linear", "vmap"])
+def test_mas_importance_matches_autograd(engine):
     model = tiny_net()
     x = torch.randn(9, 20)
-    fast = mas_importance(model, x, 1, 3, chunk=4)
+    fast = mas_importance(model, x, 1, 3, chunk=4, engine=engine)
     slow = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
     for i in range(len(x)):
         model.zero_grad()

@@ -23,24 +23,40 @@ def _train(a):
     train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task)
 
 
+def _experiments(a) -> dict:
+    from . import config
+    return config.load(a.config, {"preset": a.preset})
+
+
+def _labels(cfg) -> dict:
+    return {label: spec.get("label", label)
+            for exp in cfg["_experiments"].values() for label, spec in exp["methods"].items()}
+
+
 def _aggregate(a):
     from . import aggregate
-    aggregate.main(a.results, a.runs_csv, a.accuracy_csv, a.summary_csv)
+    aggregate.main(a.results, a.runs_csv, a.accuracy_csv, a.summary_csv, _labels(_experiments(a)))
 
 
 def _figures(a):
     from . import figures
-    figures.main(a.accuracy_csv, a.summary_csv, a.targets, a.experiment, a.outdir)
+    exp = _experiments(a)["_experiments"][a.experiment]
+    order = [spec.get("label", label) for label, spec in exp["methods"].items()]
+    figures.main(a.accuracy_csv, a.summary_csv, a.targets, a.experiment, exp.get("targets", a.experiment),
+                 exp.get("title", a.experiment), order, a.out_tasks, a.out_final)
 
 
 def _audit(a):
     from . import audit
-    audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, a.alpha, a.tolerance)
+    cfg = _experiments(a)
+    exp = cfg["_experiments"][a.experiment]
+    audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, cfg["audit"]["alpha"],
+               cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"))
 
 
 def _report(a):
     from . import report
-    report.main(a)
+    report.main(_experiments(a), a.preset, a.summary_csv, a.runs_csv, a.audit, a.figures, a.out)
 
 
 def main(argv=None) -> None:
@@ -70,37 +86,39 @@ def main(argv=None) -> None:
     t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
     t.set_defaults(fn=_train)
 
-    g = sub.add_parser("aggregate", help="collect run results into tidy CSVs")
+    def analysis(name, help):
+        q = sub.add_parser(name, help=help)
+        q.add_argument("--config", default="config/config.yaml")
+        q.add_argument("--preset", default="paper")
+        return q
+
+    g = analysis("aggregate", "collect run results into tidy CSVs")
     g.add_argument("results", nargs="+")
     g.add_argument("--runs-csv", required=True)
     g.add_argument("--accuracy-csv", required=True)
     g.add_argument("--summary-csv", required=True)
     g.set_defaults(fn=_aggregate)
 
-    f = sub.add_parser("figures", help="draw an experiment's figures")
+    f = analysis("figures", "draw an experiment's figures")
+    f.add_argument("--experiment", required=True)
     f.add_argument("--accuracy-csv", required=True)
     f.add_argument("--summary-csv", required=True)
-    f.add_argument("--targets", required=True)
-    f.add_argument("--experiment", required=True)
-    f.add_argument("--outdir", required=True)
+    f.add_argument("--targets", default="config/targets.csv")
+    f.add_argument("--out-tasks", required=True)
+    f.add_argument("--out-final", required=True)
     f.set_defaults(fn=_figures)
 
-    u = sub.add_parser("audit", help="compare results with the published numbers")
-    u.add_argument("--summary-csv", required=True)
-    u.add_argument("--targets", required=True)
+    u = analysis("audit", "compare an experiment's results with the published numbers")
     u.add_argument("--experiment", required=True)
-    u.add_argument("--preset", required=True)
-    u.add_argument("--alpha", type=float, default=0.05)
-    u.add_argument("--tolerance", type=float, default=1.0)
+    u.add_argument("--summary-csv", required=True)
+    u.add_argument("--targets", default="config/targets.csv")
     u.add_argument("--out", required=True)
     u.set_defaults(fn=_audit)
 
-    r = sub.add_parser("report", help="render the HTML report")
-    r.add_argument("--config", default="config/config.yaml")
-    r.add_argument("--preset", required=True)
+    r = analysis("report", "render the HTML report")
     r.add_argument("--summary-csv", required=True)
     r.add_argument("--runs-csv", required=True)
-    r.add_argument("--audit", nargs="+", required=True)
+    r.add_argument("--audit", nargs="*", default=[])
     r.add_argument("--figures", nargs="*", default=[])
     r.add_argument("--out", required=True)
     r.set_defaults(fn=_report)

@@ -18,14 +18,17 @@ import torch
 import torch.nn.functional as F
 
 from .base import REQUIRED
-from .quadratic import QuadraticPenalty, per_sample_grads
+from .importance import linear_only, linear_sums, per_sample_grads
+from .quadratic import QuadraticPenalty
 
 FISHER_VARIANTS = ("exact", "sampled", "empirical", "predicted")
 
 
 def fisher_diagonal(model, x: torch.Tensor, y: torch.Tensor, lo: int, hi: int, variant: str = "exact",
-                    generator: torch.Generator | None = None, chunk: int = 256) -> dict[str, torch.Tensor]:
-    """Diagonal Fisher of ``log softmax(model(x)[:, lo:hi])``, averaged over the samples."""
+                    generator: torch.Generator | None = None, chunk: int = 512,
+                    engine: str = "auto") -> dict[str, torch.Tensor]:
+    """Diagonal Fisher of ``log softmax(model(x)[:, lo:hi])``, averaged over the samples.
+    ``engine``: ``linear`` (outer-product sums, MLPs), ``vmap`` (any model) or ``auto``."""
     if variant not in FISHER_VARIANTS:
         raise ValueError(f"fisher: unknown variant {variant!r}; choose one of {FISHER_VARIANTS}")
     was_training = model.training
@@ -40,17 +43,22 @@ def fisher_diagonal(model, x: torch.Tensor, y: torch.Tensor, lo: int, hi: int, v
         labels = [torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)]
     else:
         labels = [torch.full_like(y, c) for c in range(hi - lo)]
-    fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-    def logp(z, onehot):
-        return (F.log_softmax(z[lo:hi], 0) * onehot).sum()
+    weights = [probs[:, c] for c in range(hi - lo)] if variant == "exact" else [torch.ones_like(probs[:, 0])]
+    onehots = [F.one_hot(lab, hi - lo).to(x.dtype) for lab in labels]
 
-    for c, lab in enumerate(labels):
-        onehot = F.one_hot(lab, hi - lo).to(x.dtype)
-        for rows, g in per_sample_grads(model, x, logp, onehot, chunk):
-            for n, gn in g.items():
-                sq = gn.pow(2)
-                fisher[n] += (torch.einsum("b,b...->...", probs[rows, c], sq) if variant == "exact"
-                              else sq.sum(0))
+    if engine == "linear" or (engine == "auto" and linear_only(model)):
+        def scalars(z, rows):
+            logp = F.log_softmax(z[:, lo:hi], 1)
+            for oh, w in zip(onehots, weights):
+                yield (logp * oh[rows]).sum(1), w[rows]
+        fisher = linear_sums(model, x, scalars, torch.square, chunk)
+    else:
+        fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+        for oh, w in zip(onehots, weights):
+            for rows, g in per_sample_grads(model, x, lambda z, o: (F.log_softmax(z[lo:hi], 0) * o).sum(),
+                                            oh, chunk):
+                for n, gn in g.items():
+                    fisher[n] += torch.einsum("b,b...->...", w[rows], gn.pow(2))
     model.train(was_training)
     return {n: f / len(x) for n, f in fisher.items()}
 

@@ -9,7 +9,6 @@ differentiable value (for logging and tests)."""
 from __future__ import annotations
 
 import torch
-from torch.func import functional_call, grad, vmap
 
 from .base import Method
 
@@ -52,19 +51,3 @@ class QuadraticPenalty(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self.terms = state["terms"]
-
-
-def per_sample_grads(model, x: torch.Tensor, fn, aux: torch.Tensor | None = None, chunk: int = 256):
-    """Yield ``(rows, {name: grads (B, *shape)})``: per-sample gradients of ``fn(logits, aux_n)``,
-    a scalar of one sample's logits and its row of ``aux`` (e.g. a one-hot label)."""
-    params = {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-    if aux is None:
-        aux = torch.zeros(len(x), 1, device=x.device)
-
-    def scalar(params, xi, ai):
-        return fn(functional_call(model, params, (xi.unsqueeze(0),))[0], ai)
-
-    g = vmap(grad(scalar), in_dims=(None, 0, 0))
-    for start in range(0, len(x), chunk):
-        rows = slice(start, min(start + chunk, len(x)))
-        yield rows, g(params, x[rows], aux[rows])

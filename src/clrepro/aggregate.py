@@ -1,0 +1,96 @@
+"""Collect run results into tidy tables (all accuracies in percent):
+
+- ``runs.csv``: one row per run, with everything that produced it (method, variant and
+  hyperparameters, seeds, preset, code version, package versions, device);
+- ``accuracy.csv``: long format, one row per run and R[i][j] (``after_task`` 0 = untrained);
+- ``summary.csv``: mean, sd, sem and n over seeds of each metric per experiment/scenario/method.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+KEYS = ["experiment", "scenario", "method", "label"]
+METRICS = ["acc", "bwt", "fwt", "forgetting"]
+
+
+def load_results(paths) -> list[dict]:
+    out = []
+    for p in paths:
+        try:
+            out.append(json.loads(Path(p).read_text()))
+        except (OSError, ValueError) as err:
+            raise ValueError(f"cannot read run result {p}: {err}") from None
+    return out
+
+
+def runs_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        prov = r["provenance"]
+        row = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset", "method_class")}
+        row["label"] = (labels or {}).get(r["method"], r["method"])
+        row.update({f"{m}": 100 * r["metrics"][m] for m in METRICS})
+        row.update({f"hp.{k}": v for k, v in sorted(r["hyperparameters"].items())})
+        row["hyperparameters"] = json.dumps(r["hyperparameters"], sort_keys=True)
+        row.update({f"seed.{k}": v for k, v in r["seeds"].items() if k != "seed"})
+        row["task_classes"] = json.dumps(r.get("task_classes"))
+        row["iters_per_task"] = r["protocol"]["iters_per_task"]
+        row["batch_size"] = r["protocol"]["batch_size"]
+        row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
+        row["train_seconds"] = sum(r["seconds_per_task"])
+        row["resumed"] = r.get("resumed", False)
+        row["spec_hash"] = r["spec_hash"]
+        row["git_commit"] = prov["git"]["commit"]
+        row["git_dirty"] = prov["git"]["dirty"]
+        row.update({f"version.{k}": v for k, v in prov["packages"].items()})
+        row["device"] = prov["device"]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    return df.sort_values(["experiment", "scenario", "method", "seed"]).reset_index(drop=True)
+
+
+def accuracy_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        base = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset")}
+        base["label"] = (labels or {}).get(r["method"], r["method"])
+        for j, b in enumerate(r["random_init"]):
+            rows.append({**base, "after_task": 0, "task": j + 1, "accuracy": 100 * b})
+        for i, row in enumerate(r["R"]):
+            for j, a in enumerate(row):
+                rows.append({**base, "after_task": i + 1, "task": j + 1, "accuracy": 100 * a})
+    return pd.DataFrame(rows)
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean, sd (ddof 1), sem and n over seeds of each metric."""
+    long = runs.melt(id_vars=KEYS + ["preset", "seed"], value_vars=METRICS, var_name="metric")
+    g = long.groupby(KEYS + ["preset", "metric"], sort=False)["value"]
+    out = g.agg(mean="mean", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
+    out["sem"] = out["sd"] / np.sqrt(out["n"])
+    return out[KEYS + ["preset", "metric", "mean", "sd", "sem", "n"]]
+
+
+def read_csv(path) -> pd.DataFrame:
+    """Read a table of ours or targets.csv; only empty cells are missing ("None" is a method)."""
+    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+
+
+def write_csv(df: pd.DataFrame, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def main(results, runs_csv, accuracy_csv, summary_csv, labels: dict | None = None) -> None:
+    res = load_results(results)
+    runs = runs_table(res, labels)
+    write_csv(runs, runs_csv)
+    write_csv(accuracy_table(res, labels), accuracy_csv)
+    write_csv(summarise(runs), summary_csv)

@@ -1,0 +1,81 @@
+"""The audit: every published number of an experiment beside ours, with a verdict.
+
+Agreement test (two-sided): Welch's t on the two means with their standard errors,
+``t = (m_ours - m_pub) / sqrt(se_ours^2 + se_pub^2)``, Welch-Satterthwaite degrees of freedom
+``nu = (se_o^2 + se_p^2)^2 / (se_o^4/(n_o-1) + se_p^4/(n_p-1))``. Verdicts:
+
+- ``agrees``: p >= alpha (the difference is within what both spreads explain);
+- ``close``: p < alpha but |difference| <= tolerance (percentage points);
+- ``disagrees``: p < alpha and |difference| > tolerance;
+- ``not run`` / ``no verdict (...)``: nothing to compare, a reduced preset, or too few seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from .aggregate import read_csv, write_csv
+
+SCENARIO_NAMES = {"task-IL": "task", "domain-IL": "domain", "class-IL": "class"}
+
+
+def welch(m1: float, se1: float, n1: int, m2: float, se2: float, n2: int) -> tuple[float, float, float]:
+    """(t, df, two-sided p) of Welch's test from means, standard errors and sample sizes."""
+    var = se1 ** 2 + se2 ** 2
+    if var == 0:
+        return (0.0 if m1 == m2 else math.copysign(math.inf, m1 - m2)), math.inf, float(m1 == m2)
+    t = (m1 - m2) / math.sqrt(var)
+    denom = (se1 ** 4 / (n1 - 1) if n1 > 1 else 0) + (se2 ** 4 / (n2 - 1) if n2 > 1 else 0)
+    df = var ** 2 / denom if denom > 0 else math.inf
+    return t, df, float(2 * stats.t.sf(abs(t), df))
+
+
+def to_sem(spread: float, kind: str, n: int) -> float:
+    if kind == "sem":
+        return spread
+    if kind == "sd":
+        return spread / math.sqrt(n)
+    raise ValueError(f"targets.csv: unknown spread_kind {kind!r} (expected sem or sd)")
+
+
+def verdict(p: float, diff: float, alpha: float, tolerance: float) -> str:
+    if p >= alpha:
+        return "agrees"
+    return "close" if abs(diff) <= tolerance else "disagrees"
+
+
+def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experiment: str, preset: str,
+          alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None) -> pd.DataFrame:
+    rows = []
+    ours = summary[(summary.experiment == experiment) & (summary.metric == "acc")]
+    for _, tg in targets[targets.experiment == target_key].iterrows():
+        scenario = SCENARIO_NAMES.get(tg.scenario, tg.scenario)
+        match = ours[(ours.scenario == scenario) & (ours.label == tg.method)]
+        n_pub = int(tg.n_seeds) if pd.notna(tg.n_seeds) else 0
+        row = {"target_id": tg.target_id, "scenario": tg.scenario, "method": tg.method,
+               "published": tg.value, "published_sem": None, "n_published": n_pub,
+               "ours": None, "ours_sem": None, "n_ours": 0, "difference": None, "t": None, "df": None,
+               "p_value": None, "verdict": "not run", "source": tg.source, "provenance": tg.provenance,
+               "paper": tg.paper, "note": (notes or {}).get(tg.target_id, "")}
+        if pd.notna(tg.spread) and n_pub:
+            row["published_sem"] = to_sem(float(tg.spread), tg.spread_kind, n_pub)
+        if len(match):
+            m = match.iloc[0]
+            row.update(ours=m["mean"], ours_sem=m["sem"], n_ours=int(m["n"]), difference=m["mean"] - tg.value)
+            if preset != "paper":
+                row["verdict"] = f"no verdict ({preset} preset)"
+            elif m["n"] < 2 or row["published_sem"] is None or n_pub < 2:
+                row["verdict"] = "no verdict (spread unknown)"
+            else:
+                t, df, p = welch(m["mean"], m["sem"], int(m["n"]), tg.value, row["published_sem"], n_pub)
+                row.update(t=t, df=df, p_value=p, verdict=verdict(p, row["difference"], alpha, tolerance))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None):
+    df = audit(read_csv(summary_csv), read_csv(targets_csv), target_key or experiment, experiment,
+               preset, alpha, tolerance, notes)
+    write_csv(df, out)

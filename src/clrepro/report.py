@@ -1,0 +1,144 @@
+"""The HTML report: one self-contained page with, per experiment, the protocol, the figures, the
+results table and the audit against the published numbers; then how it was produced."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from .aggregate import read_csv
+from .figures import SCENARIO_TITLES
+
+VERDICT_COLOURS = {"agrees": "#d4edda", "close": "#fff3cd", "disagrees": "#f8d7da"}
+
+CSS = """
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:1em 0}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f3f3f3} td.l,th.l{text-align:left}
+.banner{padding:.6em 1em;background:#fff3cd;border:1px solid #e0c97f;margin:1em 0}
+img{max-width:100%} code,pre{background:#f6f6f6;padding:1px 4px}
+.small{font-size:12px;color:#555}
+"""
+
+
+def _fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and pd.isna(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _table(df: pd.DataFrame, left=(), row_style=None) -> str:
+    head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(str(c))}</th>" for c in df.columns)
+    body = []
+    for _, r in df.iterrows():
+        style = row_style(r) if row_style else ""
+        cells = "".join(f"<td class='{'l' if c in left else ''}'>{_fmt(r[c])}</td>" for c in df.columns)
+        body.append(f"<tr style='{style}'>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f"<img alt='{html.escape(Path(path).name)}' src='data:image/png;base64,{data}'>"
+
+
+def results_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """Final average accuracy, mean ± SEM (n), one row per method, one column per scenario."""
+    s = summary[(summary.experiment == experiment) & (summary.metric == "acc")]
+    cell = s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f} ({int(r['n'])})"
+                   if pd.notna(r["sem"]) else f"{r['mean']:.2f} ({int(r['n'])})", axis=1)
+    t = s.assign(cell=cell).pivot(index="label", columns="scenario", values="cell")
+    t = t.reindex(index=list(dict.fromkeys(s.label)),
+                  columns=[c for c in SCENARIO_TITLES if c in t.columns])
+    return t.rename(columns=SCENARIO_TITLES).reset_index().rename(columns={"label": "method"})
+
+
+def other_metrics_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    s = summary[(summary.experiment == experiment) & (summary.metric != "acc")]
+    s = s.assign(value=s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"])
+                               else f"{r['mean']:.2f}", axis=1))
+    t = s.pivot_table(index=["scenario", "label"], columns="metric", values="value", aggfunc="first")
+    return t.reset_index().rename(columns={"label": "method"})
+
+
+def audit_section(audit: pd.DataFrame) -> str:
+    counts = audit.verdict.value_counts().to_dict()
+    cols = ["scenario", "method", "published", "published_sem", "n_published", "ours", "ours_sem",
+            "n_ours", "difference", "p_value", "verdict", "source", "provenance", "note"]
+    summary = ", ".join(f"{v}: {k}" for k, v in counts.items())
+    table = _table(audit[cols], left=("scenario", "method", "verdict", "source", "provenance", "note"),
+                   row_style=lambda r: f"background:{VERDICT_COLOURS.get(r['verdict'], '#fff')}")
+    return f"<p>Verdicts — {html.escape(summary)}.</p>{table}"
+
+
+def provenance_section(runs: pd.DataFrame) -> str:
+    versions = [c for c in runs.columns if c.startswith("version.")]
+    prov = runs.groupby(["git_commit", "git_dirty", "device", *versions], dropna=False).agg(
+        runs=("seed", "size"), train_hours=("train_seconds", lambda s: s.sum() / 3600)).reset_index()
+    prov.columns = [c.replace("version.", "") for c in prov.columns]
+    return _table(prov, left=("git_commit", "device"))
+
+
+def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
+           audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]]) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>clrepro report ({preset})</title>",
+             f"<style>{CSS}</style></head><body><h1>clrepro — replication report</h1>",
+             f"<p>Preset <b>{html.escape(preset)}</b>. Rendered {now}. {len(runs)} runs.</p>"]
+    if preset != "paper":
+        parts.append(f"<div class='banner'>This report uses the <b>{html.escape(preset)}</b> preset (reduced "
+                     "scale). Its numbers do not replicate any paper, and the audit gives no verdicts.</div>")
+    for name, exp in config["_experiments"].items():
+        parts.append(f"<h2>{html.escape(exp.get('title', name))}</h2>")
+        proto = {k: exp[k] for k in ("benchmark", "model", "optimizer", "batch_size", "iters_per_task")}
+        parts.append(f"<p class='small'>Protocol: <code>{html.escape(json.dumps(proto))}</code>. "
+                     f"Configuration: <code>config/experiments/{name}.yaml</code>.</p>")
+        for note in exp.get("report_notes", []):
+            parts.append(f"<p>{html.escape(note)}</p>")
+        for fig in figures.get(name, []):
+            parts.append(_img(fig))
+        parts.append("<h3>Final average accuracy (%)</h3><p class='small'>Mean ± SEM over seeds (n).</p>")
+        parts.append(_table(results_table(summary, name), left=("method",)))
+        parts.append("<h3>Backward/forward transfer and forgetting (percentage points)</h3>")
+        parts.append(_table(other_metrics_table(summary, name), left=("scenario", "method")))
+        if name in audits:
+            parts.append("<h3>Audit against the published numbers</h3>")
+            parts.append("<p class='small'>Two-sided Welch test of equal means from both standard errors; "
+                         f"agrees: p ≥ {config['audit']['alpha']}; close: p below it but |difference| ≤ "
+                         f"{config['audit']['tolerance_pp']} pp; disagrees otherwise.</p>")
+            parts.append(audit_section(audits[name]))
+        methods = pd.DataFrame([{"method": spec.get("label", label), "library method": spec["method"],
+                                 "settings": json.dumps({k: v for k, v in spec.items()
+                                                         if k not in ("method", "label")})}
+                                for label, spec in exp["methods"].items()])
+        parts.append("<h3>Methods and hyperparameters</h3>")
+        parts.append(_table(methods, left=("method", "library method", "settings")))
+    parts.append("<h2>How this was produced</h2>")
+    parts.append("<p><code>snakemake --cores all" + ("" if preset == "paper" else f" --config preset={preset}")
+                 + "</code>; every run's spec, seeds and provenance are in <code>runs.csv</code> and the "
+                 "per-run JSON files beside this report.</p>")
+    parts.append(provenance_section(runs))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out) -> None:
+    audits = {Path(p).stem.removesuffix("_audit"): read_csv(p) for p in audit_csvs}
+    figures: dict[str, list[Path]] = {}
+    for f in figure_paths:
+        for name in config["_experiments"]:
+            if Path(f).name.startswith(name + "_"):
+                figures.setdefault(name, []).append(Path(f))
+    page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(page)
+    tmp.replace(out)
