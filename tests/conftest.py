@@ -29,3 +29,13 @@ def toy_bench(toy_data):
     def build(scenario, tasks=((0, 1), (2, 3), (4, 5))):
         return split(*toy_data, scenario, [list(t) for t in tasks])
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_mnist(tmp_path_factory):
+    """A tiny MNIST (30 train / 10 test images per digit) in the real gzip'd IDX format, in a
+    mirror folder: (mirror_folder, {file name: md5}). Shared by the session: copy before changing."""
+    from mnist_format import write_mnist
+
+    folder = tmp_path_factory.mktemp("mnist-mirror")
+    return folder, write_mnist(folder, n_train_per_class=30, n_test_per_class=10, seed=0)

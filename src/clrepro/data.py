@@ -73,11 +73,11 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
           checksums: dict[str, str] | None = None) -> list[Path]:
     """Fetch, verify and unpack the raw files of ``name`` into ``root``; return the final paths.
 
-    ``mirror`` (or the ``CLREPRO_DATA_MIRROR`` environment variable) is a local folder with the
-    official files, searched as given and under ``<mirror>/<Dataset>/raw``; without one the
+    The ``CLREPRO_DATA_MIRROR`` environment variable, else ``mirror``, names a local folder with
+    the official files, searched as given and under ``<mirror>/<Dataset>/raw``; without one the
     official mirrors are used.  Files already present and valid are kept.
     """
-    mirror = mirror or os.environ.get(MIRROR_ENV) or None
+    mirror = os.environ.get(MIRROR_ENV) or mirror or None
     cls, sub = _lookup(name)
     dest = raw_folder(root, name)
     dest.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, s
     for fname, md5 in resources(name, checksums):
         if not (folder / fname).exists():
             raise FileNotFoundError(f"{folder / fname} is missing: run `clrepro download {name}` first")
-    # torchvision checks its own md5s of the unpacked files only when downloading; we verified above.
+    # md5s are verified when fetching (``fetch``); here only the files' presence is checked.
     ds = cls(str(root), train=train, download=False)
     x = ds.data.to(torch.float32).div_(255.0)
     return TensorDataset(x.reshape(len(x), -1), ds.targets.to(torch.long))

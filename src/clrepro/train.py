@@ -29,7 +29,7 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
     root, checksums = spec["data"]["root"], spec["data"]["checksums"]
     train = datasets.load(name, root, train=True, checksums=checksums)
     test = datasets.load(name, root, train=False, checksums=checksums)
-    if spec.get("train_subset"):   # reduced presets: a class-stratified prefix of each class
+    if spec.get("train_subset"):   # reduced presets: the same fraction of every class
         train = _subset(train, spec["train_subset"], spec["seeds"]["data"])
     if bench["type"] == "split":
         return scenarios.split(train, test, spec["scenario"], bench["tasks"], spec["seeds"]["order"],
@@ -41,8 +41,13 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
 
 
 def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.TensorDataset:
+    """A random ``fraction`` of each class (at least one sample), in the original order."""
     g = torch.Generator().manual_seed(seed)
-    keep = torch.randperm(len(ds.y), generator=g)[: max(1, int(len(ds.y) * fraction))].sort().values
+    keep = []
+    for c in ds.y.unique():
+        rows = torch.nonzero(ds.y == c).squeeze(1)
+        keep.append(rows[torch.randperm(len(rows), generator=g)[: max(1, int(len(rows) * fraction))]])
+    keep = torch.cat(keep).sort().values
     return datasets.TensorDataset(ds.x[keep], ds.y[keep])
 
 

@@ -1,0 +1,192 @@
+"""Configuration: loading, presets, expansion into runs, resolution, and refusal of bad values."""
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+import clrepro.methods.lwf
+from clrepro import config
+from clrepro.config import ConfigError
+from clrepro.methods.base import derive_seed
+from conftest import REPO
+
+EXP = "split_mnist_vdv19"
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2"]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)
+
+
+@pytest.fixture
+def cfg(in_repo):
+    return config.load("config/config.yaml")
+
+
+@pytest.fixture
+def cfg_copy(tmp_path):
+    """config.yaml and experiments/ copied to tmp_path; returns the copied config.yaml path."""
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config.yaml")
+    shutil.copytree(REPO / "config" / "experiments", tmp_path / "experiments")
+    return tmp_path / "config.yaml"
+
+
+def edit_yaml(path: Path, fn):
+    d = yaml.safe_load(path.read_text())
+    fn(d)
+    path.write_text(yaml.safe_dump(d, sort_keys=False))
+
+
+def test_load_paper_config_and_runs(cfg):
+    assert cfg["preset"] == "paper"
+    assert list(cfg["_experiments"]) == [EXP]
+    exp = cfg["_experiments"][EXP]
+    assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
+    runs = config.runs(cfg)
+    assert len(runs) == 3 * 8 * 20 == 480
+    assert len(set(runs)) == 480
+    assert {r.scenario for r in runs} == {"task", "domain", "class"}
+    assert sorted({r.method for r in runs}) == sorted(METHODS)
+    assert {r.seed for r in runs} == set(range(20))
+    assert config.Run(EXP, "class", "si", 7).path == f"{EXP}/class/si/seed7"
+    # defaults filled in from the schema
+    assert cfg["audit"] == {"alpha": 0.05, "tolerance_pp": 1.0}
+    assert cfg["data"]["mirror"] is None
+
+
+def test_quick_preset_applies_overrides(in_repo):
+    cfg = config.load("config/config.yaml", {"preset": "quick"})
+    exp = cfg["_experiments"][EXP]
+    assert exp["seeds"] == 2 and exp["iters_per_task"] == 60 and exp["train_subset"] == 0.25
+    assert exp["model"] == {"type": "mlp", "hidden": [100, 100]}   # the experiment's own preset
+    assert len(config.runs(cfg)) == 3 * 8 * 2
+
+
+def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = config.load(REPO / "config" / "config.yaml")
+    assert len(config.runs(cfg)) == 480
+
+
+@pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
+                                                      ("class", 1e8, 0.5)])
+def test_resolve_per_scenario_hyperparameters(cfg, scenario, ewc_lambda, si_c):
+    ewc = config.resolve(cfg, config.Run(EXP, scenario, "ewc", 0))
+    assert ewc["method_class"] == "ewc"
+    assert ewc["hyperparameters"] == {"lambda": ewc_lambda, "fisher": "predicted", "fisher_n": None,
+                                      "online": False, "gamma": 1.0, "gamma_in_penalty": False}
+    si = config.resolve(cfg, config.Run(EXP, scenario, "si", 0))
+    assert si["hyperparameters"] == {"c": si_c, "xi": 0.1, "gradient": "total", "omega_clip": "none"}
+    oewc = config.resolve(cfg, config.Run(EXP, scenario, "online_ewc", 0))
+    assert oewc["method_class"] == "ewc" and oewc["hyperparameters"]["online"] is True
+    assert oewc["hyperparameters"]["gamma"] == {"task": 0.8, "domain": 0.7, "class": 0.8}[scenario]
+    lwf = config.resolve(cfg, config.Run(EXP, scenario, "lwf", 0))
+    assert lwf["hyperparameters"] == {"temperature": 2.0, "kd_reduction": "mean"}
+    assert config.resolve(cfg, config.Run(EXP, scenario, "none", 0))["hyperparameters"] == {}
+
+
+def test_resolve_records_seeds_and_protocol(cfg):
+    spec = config.resolve(cfg, config.Run(EXP, "class", "ewc", 5))
+    seeds = spec["seeds"]
+    assert seeds["seed"] == 5
+    assert seeds["perm"] is None                               # split benchmark: no permutation
+    assert seeds["order"] == derive_seed(5, "order")           # class_order: shuffled
+    assert seeds["init"] == derive_seed(5, "init") and seeds["data"] == derive_seed(5, "data")
+    assert len({seeds["order"], seeds["init"], seeds["data"], seeds["seed"]}) == 4
+    assert all(0 <= seeds[k] < 2 ** 63 for k in ("order", "init", "data"))
+    assert spec["benchmark"]["tasks"] == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]]
+    assert spec["optimizer"]["lr"] == 0.001 and spec["batch_size"] == 128
+    assert spec["iters_per_task"] == 2000 and spec["preset"] == "paper"
+    assert spec["data"] == {"root": "data", "checksums": {}}
+    assert spec["spec_hash"] == config.spec_hash(spec)
+
+
+def test_spec_hash_identity(cfg):
+    a = config.resolve(cfg, config.Run(EXP, "task", "si", 0))
+    a2 = config.resolve(cfg, config.Run(EXP, "task", "si", 0))
+    b = config.resolve(cfg, config.Run(EXP, "task", "si", 1))
+    c = config.resolve(cfg, config.Run(EXP, "domain", "si", 0))
+    assert a["spec_hash"] == a2["spec_hash"] == config.spec_hash(a)
+    assert len(a["spec_hash"]) == 16
+    assert len({a["spec_hash"], b["spec_hash"], c["spec_hash"]}) == 3
+    # where the data live is not part of the identity; the number of iterations is
+    moved = dict(a, data={"root": "/elsewhere", "checksums": {"x": "y"}})
+    assert config.spec_hash(moved) == a["spec_hash"]
+    assert config.spec_hash(dict(a, iters_per_task=1999)) != a["spec_hash"]
+    assert config.spec_hash(dict(a, hyperparameters=dict(a["hyperparameters"], c=50.1))) != a["spec_hash"]
+
+
+def test_copied_config_loads(cfg_copy):
+    assert len(config.runs(config.load(cfg_copy))) == 480
+
+
+def test_unknown_top_level_key(cfg_copy):
+    edit_yaml(cfg_copy, lambda d: d.update(lerning_rate=0.1))
+    with pytest.raises(ConfigError, match="lerning_rate"):
+        config.load(cfg_copy)
+
+
+def test_hyperparameter_given_as_string(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    text = exp.read_text()
+    assert "lambda: {task: 1.0e+7," in text
+    # YAML 1.1 reads 1e7 (no dot) as the *string* "1e7": a classic typo that must not pass
+    exp.write_text(text.replace("lambda: {task: 1.0e+7,", "lambda: {task: 1e7,"))
+    assert yaml.safe_load(exp.read_text())["methods"]["ewc"]["lambda"]["task"] == "1e7"
+    with pytest.raises(ConfigError, match="lambda") as err:
+        config.load(cfg_copy)
+    assert "methods.ewc.lambda" in str(err.value)
+
+
+def test_hyperparameter_string_scalar(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["mas"].update({"lambda": "1e7"}))
+    with pytest.raises(ConfigError, match="lambda"):
+        config.load(cfg_copy)
+
+
+def test_unknown_hyperparameter_of_method(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["ewc"].update({"lamda": 3.0}))
+    with pytest.raises(ConfigError, match="lamda") as err:
+        config.load(cfg_copy)
+    assert "methods.ewc" in str(err.value)
+    # a hyperparameter of another method is refused as well (SI's c on L2)
+    edit_yaml(exp, lambda d: (d["methods"]["ewc"].pop("lamda"), d["methods"]["l2"].update({"c": 1.0})))
+    with pytest.raises(ConfigError, match=r"methods\.l2\.c"):
+        config.load(cfg_copy)
+
+
+def test_unknown_method(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["l2"].update({"method": "gem"}))
+    with pytest.raises(ConfigError, match="gem"):
+        config.load(cfg_copy)
+
+
+def test_unsupported_method_scenario_refused_before_training(in_repo, monkeypatch):
+    from clrepro import train
+
+    monkeypatch.setattr(clrepro.methods.lwf.LwF, "scenarios", ("task", "domain"))
+    monkeypatch.setattr(train, "run", lambda *a, **k: pytest.fail("training started"))
+    with pytest.raises(ConfigError) as err:
+        config.load("config/config.yaml")
+    msg = str(err.value)
+    assert "lwf" in msg and "class" in msg
+
+
+def test_unknown_preset(in_repo):
+    with pytest.raises(ConfigError, match="fast"):
+        config.load("config/config.yaml", {"preset": "fast"})
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_bad_checksum_override_refused(in_repo):
+    with pytest.raises(ConfigError, match="checksums"):
+        config.load("config/config.yaml", {"data": {"checksums": {"train-images-idx3-ubyte.gz": "xyz"}}})

@@ -1,0 +1,99 @@
+"""Continual-learning metrics on hand-computed matrices."""
+import numpy as np
+import pytest
+
+from clrepro import metrics
+
+# R[i][j]: accuracy on task j after training task i (T = 3)
+R = [[0.90, 0.20, 0.10],
+     [0.95, 0.80, 0.30],
+     [0.50, 0.70, 0.95]]
+# b[j]: the randomly initialised network on task j
+B = [0.10, 0.15, 0.20]
+
+
+def test_average_accuracy():
+    # last row: (0.50 + 0.70 + 0.95) / 3 = 2.15 / 3 = 0.71666...
+    assert metrics.average_accuracy(R) == pytest.approx(2.15 / 3)
+    assert metrics.average_accuracy(R) == pytest.approx(0.7166666667)
+
+
+def test_average_accuracy_curve():
+    # after task 0: R00 = 0.90
+    # after task 1: (R10 + R11) / 2 = (0.95 + 0.80) / 2 = 0.875
+    # after task 2: (0.50 + 0.70 + 0.95) / 3 = 0.71666...
+    curve = metrics.average_accuracy_curve(R)
+    assert isinstance(curve, np.ndarray) and curve.shape == (3,)
+    np.testing.assert_allclose(curve, [0.90, 0.875, 2.15 / 3])
+
+
+def test_backward_transfer():
+    # ((R20 - R00) + (R21 - R11)) / 2 = ((0.50 - 0.90) + (0.70 - 0.80)) / 2 = (-0.40 - 0.10) / 2 = -0.25
+    assert metrics.backward_transfer(R) == pytest.approx(-0.25)
+
+
+def test_forward_transfer():
+    # ((R01 - b1) + (R12 - b2)) / 2 = ((0.20 - 0.15) + (0.30 - 0.20)) / 2 = (0.05 + 0.10) / 2 = 0.075
+    assert metrics.forward_transfer(R, B) == pytest.approx(0.075)
+
+
+def test_forgetting():
+    # j = 0: max(R00, R10) - R20 = max(0.90, 0.95) - 0.50 = 0.45   (best accuracy, not the first)
+    # j = 1: max(R11)      - R21 = 0.80 - 0.70             = 0.10
+    # mean: (0.45 + 0.10) / 2 = 0.275  (differs from -BWT = 0.25 because R10 > R00)
+    assert metrics.forgetting(R) == pytest.approx(0.275)
+
+
+def test_forgetting_ignores_accuracy_before_a_task_was_learnt():
+    # R01 = 0.99 (before task 1 was trained) must not count as task 1's best accuracy:
+    # j = 0: max(0.6, 0.6) - 0.6 = 0;  j = 1: R11 - R21 = 0.8 - 0.8 = 0  ->  0
+    R2 = [[0.6, 0.99, 0.1],
+          [0.6, 0.80, 0.1],
+          [0.6, 0.80, 0.9]]
+    assert metrics.forgetting(R2) == pytest.approx(0.0)
+    # and BWT is 0 too: (0.6 - 0.6 + 0.8 - 0.8) / 2
+    assert metrics.backward_transfer(R2) == pytest.approx(0.0)
+
+
+def test_summary_collects_all():
+    s = metrics.summary(R, B)
+    assert s == pytest.approx({"acc": 2.15 / 3, "bwt": -0.25, "fwt": 0.075, "forgetting": 0.275})
+
+
+def test_single_task():
+    assert metrics.average_accuracy([[0.7]]) == pytest.approx(0.7)
+    np.testing.assert_allclose(metrics.average_accuracy_curve([[0.7]]), [0.7])
+    assert np.isnan(metrics.backward_transfer([[0.7]]))
+    assert np.isnan(metrics.forward_transfer([[0.7]], [0.1]))
+    assert np.isnan(metrics.forgetting([[0.7]]))
+
+
+def test_inputs_not_mutated():
+    r_arr = np.array(R)
+    b_arr = np.array(B)
+    r_list = [row[:] for row in R]
+    r_copy, b_copy = r_arr.copy(), b_arr.copy()
+    for f in (metrics.average_accuracy, metrics.average_accuracy_curve, metrics.backward_transfer,
+              metrics.forgetting):
+        f(r_arr)
+        f(r_list)
+    metrics.forward_transfer(r_arr, b_arr)
+    metrics.summary(r_arr, b_arr)
+    assert np.array_equal(r_arr, r_copy) and np.array_equal(b_arr, b_copy)
+    assert r_list == R
+
+
+@pytest.mark.parametrize("bad", [[[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]], [0.1, 0.2], np.zeros((2, 2, 2))])
+def test_non_square_raises(bad):
+    for f in (metrics.average_accuracy, metrics.average_accuracy_curve, metrics.backward_transfer,
+              metrics.forgetting):
+        with pytest.raises(ValueError, match="square"):
+            f(bad)
+    with pytest.raises(ValueError, match="square"):
+        metrics.forward_transfer(bad, [0.1, 0.1])
+
+
+@pytest.mark.parametrize("b", [[0.1, 0.2], [0.1, 0.2, 0.3, 0.4], [[0.1, 0.2, 0.3]]])
+def test_wrong_length_b_raises(b):
+    with pytest.raises(ValueError, match="b must"):
+        metrics.forward_transfer(R, b)

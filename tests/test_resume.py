@@ -1,0 +1,155 @@
+"""Checkpointing and resumption of the training loop on a tiny MNIST: an interrupted run, resumed
+from its checkpoint, ends with exactly the numbers of an uninterrupted one."""
+import json
+
+import pytest
+import torch
+
+from clrepro import config, data, train
+from conftest import REPO
+
+EXP = "split_mnist_vdv19"
+
+
+@pytest.fixture(scope="module")
+def data_root(tiny_mnist, tmp_path_factory):
+    mirror, checksums = tiny_mnist
+    root = tmp_path_factory.mktemp("resume") / "data"
+    data.fetch("mnist", root, mirror=str(mirror), checksums=checksums)
+    return root, checksums
+
+
+@pytest.fixture(scope="module")
+def cfg(data_root):
+    root, checksums = data_root
+    return config.load(REPO / "config" / "config.yaml",
+                       {"preset": "quick", "data": {"root": str(root), "checksums": checksums}})
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def make_spec(cfg, scenario, method, seed=0, iters=25):
+    spec = config.resolve(cfg, config.Run(EXP, scenario, method, seed))
+    spec["iters_per_task"] = iters
+    spec["train_subset"] = None
+    spec["batch_size"] = 16            # 60 training images per task in the tiny MNIST
+    spec["model"] = {"type": "mlp", "hidden": [32]}
+    spec["spec_hash"] = config.spec_hash(spec)
+    return spec
+
+
+def run(spec, out, ckpt=None, stop=None):
+    return train.run(spec, out, ckpt, device="cpu", threads=1, stop_after_task=stop)
+
+
+def folder_entries(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
+         ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc")]
+
+
+@pytest.mark.parametrize("scenario,method", CASES)
+def test_resumed_run_equals_uninterrupted(cfg, tmp_path, scenario, method):
+    spec = make_spec(cfg, scenario, method)
+    full = run(spec, tmp_path / "full.json")
+    assert (tmp_path / "full.json").is_file()
+    assert full["resumed"] is False and len(full["R"]) == 5 and all(len(r) == 5 for r in full["R"])
+    assert json.loads((tmp_path / "full.json").read_text())["R"] == full["R"]
+
+    ckpt = tmp_path / "ckpt"
+    out = tmp_path / "resumed.json"
+    assert run(spec, out, ckpt, stop=1) == {}
+    assert not out.exists()                                     # interrupted: no result yet
+    assert folder_entries(ckpt) == ["task-01"]
+    meta = json.loads((ckpt / "task-01" / "meta.json").read_text())
+    assert meta["task"] == 1 and meta["spec_hash"] == spec["spec_hash"]
+    assert meta["R"] == full["R"][:2]
+
+    resumed = run(spec, out, ckpt)
+    assert resumed["resumed"] is True
+    assert resumed["R"] == full["R"]
+    assert resumed["random_init"] == full["random_init"]
+    assert resumed["train_loss"] == full["train_loss"]
+    assert resumed["metrics"] == full["metrics"]
+    assert json.loads(out.read_text())["R"] == full["R"]
+    # only the last task's checkpoint, nothing temporary
+    assert folder_entries(ckpt) == ["task-04"]
+    assert folder_entries(ckpt / "task-04") == ["meta.json", "state.pt"]
+
+
+def test_learns_something(cfg, tmp_path):
+    """Sanity of the tiny data: the current task is learnt well above chance in Task-IL."""
+    result = run(make_spec(cfg, "task", "none", iters=30), tmp_path / "r.json")
+    assert result["R"][-1][-1] > 0.8
+    assert result["train_loss"][0] < 0.69       # below ln 2, the loss of guessing in a 2-way head
+
+
+def test_resume_twice_and_after_finish(cfg, tmp_path):
+    spec = make_spec(cfg, "class", "ewc")
+    full = run(spec, tmp_path / "full.json")
+    ckpt = tmp_path / "ckpt"
+    assert run(spec, tmp_path / "r.json", ckpt, stop=0) == {}
+    assert folder_entries(ckpt) == ["task-00"]
+    assert run(spec, tmp_path / "r.json", ckpt, stop=2) == {}
+    assert folder_entries(ckpt) == ["task-02"]
+    resumed = run(spec, tmp_path / "r.json", ckpt)
+    assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    # a finished run's checkpoint: no training left, same numbers
+    again = run(spec, tmp_path / "again.json", ckpt)
+    assert again["resumed"] is True and again["R"] == full["R"]
+    assert again["train_loss"] == full["train_loss"]
+
+
+def test_checkpoint_of_other_spec_is_ignored(cfg, tmp_path):
+    spec_a = make_spec(cfg, "task", "si", iters=25)
+    spec_b = make_spec(cfg, "task", "si", iters=26)
+    assert spec_a["spec_hash"] != spec_b["spec_hash"]
+    ckpt = tmp_path / "ckpt"
+    run(spec_a, tmp_path / "a.json", ckpt, stop=2)
+    assert folder_entries(ckpt) == ["task-02"]
+
+    fresh_b = run(spec_b, tmp_path / "b0.json")
+    b = run(spec_b, tmp_path / "b.json", ckpt)
+    assert b["resumed"] is False
+    assert b["R"] == fresh_b["R"] and b["train_loss"] == fresh_b["train_loss"]
+    assert len(b["train_loss"]) == 5
+    # the foreign checkpoint was replaced by b's own
+    assert folder_entries(ckpt) == ["task-04"]
+    assert json.loads((ckpt / "task-04" / "meta.json").read_text())["spec_hash"] == spec_b["spec_hash"]
+
+
+def test_data_location_does_not_change_identity(cfg, data_root, tmp_path):
+    """A checkpoint stays valid when the data move (data is not part of the spec hash)."""
+    spec = make_spec(cfg, "domain", "lwf")
+    ckpt = tmp_path / "ckpt"
+    run(spec, tmp_path / "x.json", ckpt, stop=1)
+    import shutil
+    moved_root = tmp_path / "moved"
+    shutil.copytree(data_root[0], moved_root)
+    moved = dict(spec, data={"root": str(moved_root), "checksums": spec["data"]["checksums"]})
+    assert config.spec_hash(moved) == spec["spec_hash"]
+    assert run(moved, tmp_path / "y.json", ckpt)["resumed"] is True
+
+
+def test_train_subset_is_deterministic_fraction(cfg):
+    spec = make_spec(cfg, "task", "none")
+    spec["train_subset"] = 0.5
+    a, b = train.build_benchmark(spec), train.build_benchmark(spec)
+    assert sum(len(t) for t in a.train) == 150                  # int(300 * 0.5)
+    assert all(torch.equal(x.x, y.x) for x, y in zip(a.train, b.train))
+    assert sum(len(t) for t in a.test) == 100                   # the test set is never reduced
+
+
+def test_train_subset_is_class_stratified(cfg):
+    spec = make_spec(cfg, "task", "none")
+    spec["train_subset"] = 0.5
+    bench = train.build_benchmark(spec)
+    counts = torch.cat([t.p for t in bench.train]).bincount(minlength=10)
+    assert counts.tolist() == [15] * 10                          # 30 per class -> 15 each
