@@ -1,6 +1,9 @@
 # clrepro: replicate continual-learning experiments and audit them against the published numbers.
 #   snakemake --cores all                       # the paper protocols (config/config.yaml)
 #   snakemake --cores all --config preset=quick # the same DAG at reduced scale
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -1,0 +1,48 @@
+# Aggregate -> figures -> audit. Numbers reach the report from these files, never retyped.
+CONFIGFILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
+TARGETS = "config/targets.csv"
+
+
+rule aggregate:
+    input:
+        [run_result(r) for r in RUNS],
+    output:
+        runs=report(f"{OUT}/runs.csv", caption="../report/runs.rst", category="Tables"),
+        accuracy=f"{OUT}/accuracy.csv",
+        summary=report(f"{OUT}/summary.csv", caption="../report/summary.rst", category="Tables"),
+    log:
+        f"logs/{PRESET}/aggregate.log",
+    shell:
+        "clrepro aggregate {input} --config {CONFIGFILE} --preset {PRESET} --runs-csv {output.runs} "
+        "--accuracy-csv {output.accuracy} --summary-csv {output.summary} > {log} 2>&1"
+
+
+rule figures:
+    input:
+        accuracy=f"{OUT}/accuracy.csv",
+        summary=f"{OUT}/summary.csv",
+        targets=TARGETS,
+    output:
+        tasks=report(f"{OUT}/figures/{{experiment}}_accuracy_per_task.png",
+                     caption="../report/accuracy_per_task.rst", category="Figures"),
+        final=report(f"{OUT}/figures/{{experiment}}_final_accuracy.png",
+                     caption="../report/final_accuracy.rst", category="Figures"),
+    log:
+        f"logs/{PRESET}/figures_{{experiment}}.log",
+    shell:
+        "clrepro figures --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
+        "--accuracy-csv {input.accuracy} --summary-csv {input.summary} --targets {input.targets} "
+        "--out-tasks {output.tasks} --out-final {output.final} > {log} 2>&1"
+
+
+rule audit:
+    input:
+        summary=f"{OUT}/summary.csv",
+        targets=TARGETS,
+    output:
+        report(f"{OUT}/audit/{{experiment}}_audit.csv", caption="../report/audit.rst", category="Audit"),
+    log:
+        f"logs/{PRESET}/audit_{{experiment}}.log",
+    shell:
+        "clrepro audit --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
+        "--summary-csv {input.summary} --targets {input.targets} --out {output} > {log} 2>&1"

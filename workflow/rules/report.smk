@@ -1,0 +1,15 @@
+rule report:
+    input:
+        summary=f"{OUT}/summary.csv",
+        runs=f"{OUT}/runs.csv",
+        audits=expand(f"{OUT}/audit/{{experiment}}_audit.csv", experiment=EXPERIMENTS),
+        figures=expand(f"{OUT}/figures/{{experiment}}_{{kind}}.png", experiment=EXPERIMENTS,
+                       kind=["accuracy_per_task", "final_accuracy"]),
+    output:
+        report(REPORT, caption="../report/report.rst", category="Report"),
+    log:
+        f"logs/{PRESET}/report.log",
+    shell:
+        "clrepro report --config {CONFIGFILE} --preset {PRESET} --summary-csv {input.summary} "
+        "--runs-csv {input.runs} --audit {input.audits} --figures {input.figures} --out {output} "
+        "> {log} 2>&1"
