@@ -135,6 +135,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
+    prov = provenance.collect(dev, Path(__file__).resolve().parents[2])   # the code that runs now
     bench = build_benchmark(spec).to(dev)
     torch.manual_seed(spec["seeds"]["init"])
     model = models.build(spec["model"], bench.input_dim, bench.n_outputs).to(dev)
@@ -205,7 +206,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "train_loss": losses,
         "seconds_per_task": seconds,
         "resumed": bool(resumed),
-        "provenance": provenance.collect(dev, Path(__file__).resolve().parents[2]),
+        "provenance": prov,
     }
     write_json_atomic(Path(out), result)
     return result
