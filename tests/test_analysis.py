@@ -1,0 +1,79 @@
+"""Aggregation and audit: hand-computed statistics and verdicts."""
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from clrepro.aggregate import summarise
+from clrepro.audit import audit, to_sem, verdict, welch
+
+
+def test_welch_hand_computed():
+    # t = (10 - 12) / sqrt(1^2 + 1^2) = -sqrt(2); df = (1 + 1)^2 / (1/4 + 1/4) = 8
+    t, df, p = welch(10.0, 1.0, 5, 12.0, 1.0, 5)
+    assert t == pytest.approx(-math.sqrt(2))
+    assert df == pytest.approx(8.0)
+    assert p == pytest.approx(2 * stats.t.sf(math.sqrt(2), 8))
+    assert p == pytest.approx(0.1950, abs=1e-4)
+
+
+def test_welch_matches_scipy_from_summary_statistics():
+    m1, se1, n1, m2, se2, n2 = 87.3, 0.6, 5, 85.1, 0.94, 20
+    t, df, p = welch(m1, se1, n1, m2, se2, n2)
+    ref = stats.ttest_ind_from_stats(m1, se1 * math.sqrt(n1), n1, m2, se2 * math.sqrt(n2), n2,
+                                     equal_var=False)
+    assert t == pytest.approx(ref.statistic)
+    assert p == pytest.approx(ref.pvalue)
+
+
+def test_verdicts_and_spread_conversion():
+    assert verdict(0.2, 5.0, 0.05, 1.0) == "agrees"
+    assert verdict(0.01, 0.5, 0.05, 1.0) == "close"
+    assert verdict(0.01, -3.0, 0.05, 1.0) == "disagrees"
+    assert to_sem(2.0, "sd", 4) == 1.0 and to_sem(0.3, "sem", 9) == 0.3
+    with pytest.raises(ValueError, match="spread_kind"):
+        to_sem(1.0, "iqr", 3)
+
+
+def runs_frame(values, label="SI", scenario="task"):
+    return pd.DataFrame({"experiment": "e", "scenario": scenario, "method": label.lower(), "label": label,
+                         "preset": "paper", "seed": range(len(values)), "acc": values,
+                         "bwt": 0.0, "fwt": 0.0, "forgetting": 0.0})
+
+
+def test_summary_mean_sd_sem_n():
+    s = summarise(runs_frame([90.0, 92.0, 94.0]))
+    acc = s[s.metric == "acc"].iloc[0]
+    # mean 92; sd = sqrt(((-2)^2 + 0 + 2^2) / 2) = 2; sem = 2 / sqrt(3)
+    assert (acc["mean"], acc["sd"], acc["n"]) == (92.0, 2.0, 3)
+    assert acc["sem"] == pytest.approx(2 / math.sqrt(3))
+
+
+TARGETS = pd.DataFrame([
+    {"experiment": "pub", "target_id": "a", "scenario": "task-IL", "method": "SI", "value": 92.5,
+     "spread": 0.5, "spread_kind": "sem", "n_seeds": 20, "source": "Table 4", "provenance": "paper table",
+     "paper": "P"},
+    {"experiment": "pub", "target_id": "b", "scenario": "task-IL", "method": "iCaRL", "value": 94.0,
+     "spread": 0.1, "spread_kind": "sem", "n_seeds": 20, "source": "Table 4", "provenance": "paper table",
+     "paper": "P"},
+    {"experiment": "other", "target_id": "c", "scenario": "task-IL", "method": "SI", "value": 1.0,
+     "spread": 0.1, "spread_kind": "sem", "n_seeds": 20, "source": "x", "provenance": "x", "paper": "Q"},
+])
+
+
+def test_audit_rows_verdicts_and_cells_not_run():
+    summary = summarise(runs_frame([90.0, 92.0, 94.0]))
+    out = audit(summary, TARGETS, "pub", "e", "paper", notes={"a": "why"}).set_index("target_id")
+    assert list(out.index) == ["a", "b"]                 # only this experiment's targets
+    assert out.loc["a", "difference"] == pytest.approx(-0.5)
+    assert out.loc["a", "verdict"] == "agrees" and out.loc["a", "note"] == "why"
+    assert out.loc["b", "verdict"] == "not run"
+    far = audit(summarise(runs_frame([80.0, 80.5, 81.0])), TARGETS, "pub", "e", "paper")
+    assert far.set_index("target_id").loc["a", "verdict"] == "disagrees"
+
+
+def test_audit_gives_no_verdict_on_reduced_presets():
+    out = audit(summarise(runs_frame([90.0, 92.0, 94.0])), TARGETS, "pub", "e", "quick")
+    assert out.set_index("target_id").loc["a", "verdict"] == "no verdict (quick preset)"
+    assert out.set_index("target_id").loc["a", "ours"] == pytest.approx(92.0)

@@ -1,0 +1,37 @@
+"""Each concurrent training process gets a GPU of its own (lock files; no CUDA needed to test)."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from clrepro.devices import claim_gpu
+
+CLAIM = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from clrepro.devices import claim_gpu
+    print(claim_gpu(int(sys.argv[1]), Path(sys.argv[2]), timeout=float(sys.argv[3])), flush=True)
+    time.sleep(float(sys.argv[4]))
+""")
+
+
+def claimant(n, lock_dir, timeout=10.0, hold=3.0):
+    return subprocess.Popen([sys.executable, "-c", CLAIM, str(n), str(lock_dir), str(timeout), str(hold)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_concurrent_processes_get_distinct_gpus(tmp_path):
+    procs = [claimant(2, tmp_path) for _ in range(2)]
+    claimed = sorted(int(p.communicate(timeout=60)[0]) for p in procs)
+    assert claimed == [0, 1]
+
+
+def test_a_process_waits_while_every_gpu_is_taken_and_a_killed_holder_frees_it(tmp_path):
+    holder = claimant(1, tmp_path, hold=60.0)
+    assert holder.stdout.readline().strip() == "0"
+    with pytest.raises(RuntimeError, match="no free GPU"):
+        claim_gpu(1, tmp_path, timeout=1.5)
+    holder.kill()                       # the OS releases the lock of a killed process
+    holder.wait()
+    assert claim_gpu(1, tmp_path, timeout=10) == 0
