@@ -9,6 +9,9 @@ from clrepro.scenarios import split
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_MNIST = Path(os.environ.get("CLREPRO_DATA_MIRROR", REPO.parent / "shared" / "data"))
+# Tests choose their mirror explicitly: the variable (CI sets it; it takes precedence over a
+# mirror argument) must not leak into them or the processes they start.
+os.environ.pop("CLREPRO_DATA_MIRROR", None)
 
 
 @pytest.fixture

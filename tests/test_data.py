@@ -16,12 +16,6 @@ from mnist_format import FILES, IMAGE_MAGIC, LABEL_MAGIC, idx_bytes, make_arrays
 GZ = sorted(FILES.values())
 
 
-@pytest.fixture(autouse=True)
-def no_env_mirror(monkeypatch):
-    """Tests choose their mirror explicitly; an inherited $CLREPRO_DATA_MIRROR must not leak in."""
-    monkeypatch.delenv(data.MIRROR_ENV, raising=False)
-
-
 def copy_mirror(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
