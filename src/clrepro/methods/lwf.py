@@ -5,9 +5,11 @@ distilled on those soft targets (Hinton et al. 2015) with temperature T, scaled 
     L = 1/t * CE(current) + (1 - 1/t) * T^2 * KD(softmax(z_old / T), log_softmax(z / T)),
 
 t counting tasks from 1. Task-IL: one KD term per previous task's head, averaged. Domain-IL: the
-shared head. Class-IL: the units of all classes seen so far, the teacher's logits for the new
-classes set to zero. ``kd_reduction``: ``batchmean`` sums over classes and averages over samples
-(Hinton); ``mean`` also averages over classes (the reference code's ``.mean()``)."""
+shared head. Class-IL: the units of all classes seen so far; the teacher, which has not seen the
+new classes, gives them probability zero (its tempered softmax over the old classes, zero-padded,
+as the reference code's ``loss_fn_kd`` does). ``kd_reduction``: ``batchmean`` sums over classes
+and averages over samples (Hinton et al.; the reference code); ``mean`` also averages over
+classes."""
 from __future__ import annotations
 
 import copy
@@ -20,10 +22,11 @@ from .base import Method, cross_entropy
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
                  reduction: str = "batchmean") -> torch.Tensor:
-    """T^2 * cross-entropy of the student's tempered softmax against the teacher's."""
-    if teacher.shape[1] < student.shape[1]:
-        teacher = F.pad(teacher, (0, student.shape[1] - teacher.shape[1]))
+    """T^2 * cross-entropy of the student's tempered softmax against the teacher's; classes the
+    teacher lacks (the last columns of ``student``) get target probability zero."""
     targets = F.softmax(teacher / temperature, 1)
+    if targets.shape[1] < student.shape[1]:
+        targets = F.pad(targets, (0, student.shape[1] - targets.shape[1]))
     ce = -(targets * F.log_softmax(student / temperature, 1))
     ce = ce.sum(1).mean() if reduction == "batchmean" else ce.mean()
     return ce * temperature ** 2
