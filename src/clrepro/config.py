@@ -76,6 +76,9 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         name: load_experiment(path.parent / "experiments" / f"{name}.yaml", config)
         for name in config["experiments"]
     }
+    if config.get("seeds"):   # one number of seeds for every experiment (e.g. --config seeds=5)
+        for exp in config["_experiments"].values():
+            exp["seeds"] = config["seeds"]
     return config
 
 

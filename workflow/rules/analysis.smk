@@ -1,5 +1,4 @@
 # Aggregate -> figures -> audit. Numbers reach the report from these files, never retyped.
-CONFIGFILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 TARGETS = "config/targets.csv"
 
 

@@ -15,11 +15,8 @@ validate(config, "../schemas/config.schema.yaml")
 
 # Experiments with the preset applied, validated (schema, methods x scenarios, hyperparameters)
 # before any job runs; `--config seeds=N` sets every experiment's number of seeds.
-CFG = clconfig.load(workflow.configfiles[0] if workflow.configfiles else "config/config.yaml",
-                    overrides=config)
-if config.get("seeds"):
-    for _exp in CFG["_experiments"].values():
-        _exp["seeds"] = config["seeds"]
+CONFIGFILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
+CFG = clconfig.load(CONFIGFILE, overrides=config)
 
 PRESET = config["preset"]
 OUT = f"{config['outdir']}/{PRESET}"
