@@ -21,6 +21,7 @@ rule figures:
         accuracy=f"{OUT}/accuracy.csv",
         summary=f"{OUT}/summary.csv",
         targets=TARGETS,
+        experiment=lambda w: experiment_config(w.experiment),
     output:
         tasks=report(f"{OUT}/figures/{{experiment}}_accuracy_per_task.png",
                      caption="../report/accuracy_per_task.rst", category="Figures"),
@@ -38,6 +39,7 @@ rule audit:
     input:
         summary=f"{OUT}/summary.csv",
         targets=TARGETS,
+        experiment=lambda w: experiment_config(w.experiment),
     output:
         report(f"{OUT}/audit/{{experiment}}_audit.csv", caption="../report/audit.rst", category="Audit"),
     log:

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
@@ -33,6 +34,12 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     seed=r"\d+",
     dataset="[a-z0-9]+",
+
+
+def experiment_config(experiment):
+    """The experiment's file: an input of the analysis rules, so that editing labels, targets or
+    notes re-renders what shows them."""
+    return str(Path(CONFIGFILE).parent / "experiments" / f"{experiment}.yaml")
 
 
 def raw_files(dataset):

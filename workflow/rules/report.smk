@@ -2,6 +2,7 @@ rule report:
     input:
         summary=f"{OUT}/summary.csv",
         runs=f"{OUT}/runs.csv",
+        experiments=[experiment_config(e) for e in EXPERIMENTS],
         audits=expand(f"{OUT}/audit/{{experiment}}_audit.csv", experiment=EXPERIMENTS),
         figures=expand(f"{OUT}/figures/{{experiment}}_{{kind}}.png", experiment=EXPERIMENTS,
                        kind=["accuracy_per_task", "final_accuracy"]),
