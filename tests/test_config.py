@@ -83,7 +83,7 @@ def test_resolve_per_scenario_hyperparameters(cfg, scenario, ewc_lambda, si_c):
     assert oewc["method_class"] == "ewc" and oewc["hyperparameters"]["online"] is True
     assert oewc["hyperparameters"]["gamma"] == {"task": 0.8, "domain": 0.7, "class": 0.8}[scenario]
     lwf = config.resolve(cfg, config.Run(EXP, scenario, "lwf", 0))
-    assert lwf["hyperparameters"] == {"temperature": 2.0, "kd_reduction": "mean"}
+    assert lwf["hyperparameters"] == {"temperature": 2.0, "kd_reduction": "batchmean"}
     assert config.resolve(cfg, config.Run(EXP, scenario, "none", 0))["hyperparameters"] == {}
 
 
