@@ -49,23 +49,26 @@ def _img(path: Path) -> str:
     return f"<img alt='{html.escape(Path(path).name)}' src='data:image/png;base64,{data}'>"
 
 
-def results_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     """Final average accuracy, mean ± SEM (n), one row per method, one column per scenario."""
     s = summary[(summary.experiment == experiment) & (summary.metric == "acc")]
     cell = s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f} ({int(r['n'])})"
                    if pd.notna(r["sem"]) else f"{r['mean']:.2f} ({int(r['n'])})", axis=1)
     t = s.assign(cell=cell).pivot(index="label", columns="scenario", values="cell")
-    t = t.reindex(index=list(dict.fromkeys(s.label)),
+    t = t.reindex(index=[m for m in order if m in t.index],
                   columns=[c for c in SCENARIO_TITLES if c in t.columns])
     return t.rename(columns=SCENARIO_TITLES).reset_index().rename(columns={"label": "method"})
 
 
-def other_metrics_table(summary: pd.DataFrame, experiment: str) -> pd.DataFrame:
+def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     s = summary[(summary.experiment == experiment) & (summary.metric != "acc")]
     s = s.assign(value=s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"])
                                else f"{r['mean']:.2f}", axis=1))
     t = s.pivot_table(index=["scenario", "label"], columns="metric", values="value", aggfunc="first")
-    return t.reset_index().rename(columns={"label": "method"})
+    t = t.reset_index()
+    t["scenario"] = pd.Categorical(t["scenario"], [c for c in SCENARIO_TITLES if c in set(t["scenario"])])
+    t["label"] = pd.Categorical(t["label"], [m for m in order if m in set(t["label"])])
+    return t.sort_values(["scenario", "label"]).rename(columns={"label": "method"})
 
 
 def audit_section(audit: pd.DataFrame) -> str:
@@ -105,9 +108,10 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         for fig in figures.get(name, []):
             parts.append(_img(fig))
         parts.append("<h3>Final average accuracy (%)</h3><p class='small'>Mean ± SEM over seeds (n).</p>")
-        parts.append(_table(results_table(summary, name), left=("method",)))
+        order = [spec.get("label", label) for label, spec in exp["methods"].items()]
+        parts.append(_table(results_table(summary, name, order), left=("method",)))
         parts.append("<h3>Backward/forward transfer and forgetting (percentage points)</h3>")
-        parts.append(_table(other_metrics_table(summary, name), left=("scenario", "method")))
+        parts.append(_table(other_metrics_table(summary, name, order), left=("scenario", "method")))
         if name in audits:
             parts.append("<h3>Audit against the published numbers</h3>")
             parts.append("<p class='small'>Two-sided Welch test of equal means from both standard errors; "
