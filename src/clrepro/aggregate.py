@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
+
 KEYS = ["experiment", "scenario", "method", "label"]
 METRICS = ["acc", "bwt", "fwt", "forgetting"]
 
@@ -81,11 +83,8 @@ def read_csv(path) -> pd.DataFrame:
 
 
 def write_csv(df: pd.DataFrame, path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
 
 
 def main(results, runs_csv, accuracy_csv, summary_csv, labels: dict | None = None) -> None:

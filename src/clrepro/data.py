@@ -1,6 +1,6 @@
 """Datasets: fetch (official mirrors or a local mirror folder), verify, and load as device tensors.
 
-Files are fetched into a temporary folder beside the destination, md5-verified against the
+Files are fetched into a temporary file beside the destination, md5-verified against the
 checksums torchvision ships with its dataset classes, and only then renamed into place, so an
 interrupted or corrupt download never leaves a half-written file in ``data/``.
 """
@@ -9,13 +9,14 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torchvision.datasets import MNIST
 from torchvision.datasets.utils import calculate_md5, download_url
+
+from .atomic import atomic_path
 
 MIRROR_ENV = "CLREPRO_DATA_MIRROR"
 
@@ -61,12 +62,10 @@ def raw_folder(root: str | os.PathLike, name: str) -> Path:
     return Path(root) / _lookup(name)[1]
 
 
-def verify(path: Path, md5: str) -> None:
+def verify(path: Path, md5: str, name: str | None = None) -> None:
     actual = calculate_md5(str(path))
     if actual != md5:
-        raise ChecksumError(
-            f"checksum mismatch for {path.name}: expected md5 {md5}, got {actual} ({path})"
-        )
+        raise ChecksumError(f"checksum mismatch for {name or path.name}: expected md5 {md5}, got {actual}")
 
 
 def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
@@ -87,15 +86,12 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
         if final.exists():
             verify(final, md5)
         else:
-            with tempfile.TemporaryDirectory(dir=dest, prefix=".fetch-") as tmp:
-                tmp_path = Path(tmp) / fname
+            with atomic_path(final) as tmp:
                 if mirror:
-                    src = _find_in_mirror(Path(mirror), sub, fname)
-                    shutil.copyfile(src, tmp_path)
+                    shutil.copyfile(_find_in_mirror(Path(mirror), sub, fname), tmp)
                 else:
-                    _download(cls, fname, md5, Path(tmp))
-                verify(tmp_path, md5)
-                os.replace(tmp_path, final)
+                    _download(cls, fname, tmp)
+                verify(tmp, md5, name=fname)
         out.append(final)
         if fname.endswith(".gz"):
             unpacked = final.with_suffix("")
@@ -112,11 +108,11 @@ def _find_in_mirror(mirror: Path, sub: str, fname: str) -> Path:
     raise FileNotFoundError(f"{fname} not found in the data mirror {mirror} (nor under {mirror / sub})")
 
 
-def _download(cls, fname: str, md5: str, folder: Path) -> None:
+def _download(cls, fname: str, target: Path) -> None:
     errors = []
     for base in cls.mirrors:
         try:
-            download_url(base + fname, str(folder), filename=fname, md5=None)
+            download_url(base + fname, str(target.parent), filename=target.name, md5=None)
             return
         except Exception as exc:  # try the next official mirror
             errors.append(f"{base}: {exc}")
@@ -124,15 +120,8 @@ def _download(cls, fname: str, md5: str, folder: Path) -> None:
 
 
 def _gunzip_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".unpack-")
-    try:
-        with gzip.open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(dst) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, str] | None = None

@@ -11,17 +11,16 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from .aggregate import read_csv  # noqa: E402
+from .atomic import atomic_path  # noqa: E402
 from .audit import SCENARIO_NAMES  # noqa: E402
 
 SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str] | None = None) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .aggregate import read_csv
+from .atomic import atomic_path
 from .figures import SCENARIO_TITLES
 
 VERDICT_COLOURS = {"agrees": "#d4edda", "close": "#fff3cd", "disagrees": "#f8d7da"}
@@ -141,8 +142,5 @@ def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, 
             if Path(f).name.startswith(name + "_"):
                 figures.setdefault(name, []).append(Path(f))
     page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(page)
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(page)

@@ -17,6 +17,7 @@ import torch
 
 from . import data as datasets
 from . import metrics, models, provenance, scenarios
+from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
 from .methods.base import forward
@@ -115,15 +116,8 @@ def latest_checkpoint(folder: Path, spec_hash: str) -> tuple[dict, dict] | None:
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
 
 
 # -- the loop --------------------------------------------------------------------------------------
