@@ -57,10 +57,6 @@ def run_result(run):
     return f"{OUT}/runs/{run.path}.json"
 
 
-def experiment_results(experiment):
-    return [run_result(r) for r in RUNS if r.experiment == experiment]
-
-
 def run_spec(wildcards):
     run = clconfig.Run(wildcards.experiment, wildcards.scenario, wildcards.method, int(wildcards.seed))
     return clconfig.resolve(CFG, run)
