@@ -1,6 +1,11 @@
 """Checkpointing and resumption of the training loop on a tiny MNIST: an interrupted run, resumed
 from its checkpoint, ends with exactly the numbers of an uninterrupted one."""
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -43,8 +48,8 @@ def make_spec(cfg, scenario, method, seed=0, iters=25):
     return spec
 
 
-def run(spec, out, ckpt=None, stop=None):
-    return train.run(spec, out, ckpt, device="cpu", threads=1, stop_after_task=stop)
+def run(spec, out, ckpt=None, stop=None, **kw):
+    return train.run(spec, out, ckpt, device="cpu", threads=1, stop_after_task=stop, **kw)
 
 
 def folder_entries(folder):
@@ -82,6 +87,72 @@ def test_resumed_run_equals_uninterrupted(cfg, tmp_path, scenario, method):
     # only the last task's checkpoint, nothing temporary
     assert folder_entries(ckpt) == ["task-04"]
     assert folder_entries(ckpt / "task-04") == ["meta.json", "state.pt"]
+
+
+@pytest.mark.parametrize("scenario,method", CASES)
+def test_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path, scenario, method):
+    """Stopped 7 steps into task 2 (the sampler has crossed two epochs of the tiny task), resumed:
+    the numbers of an uninterrupted run, down to the training loss."""
+    spec = make_spec(cfg, scenario, method)
+    full = run(spec, tmp_path / "full.json")
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    run(spec, out, ckpt, stop=1)
+    with pytest.raises(train.Preempted, match="step 7 of task 2"):
+        run(spec, out, ckpt, stop_after_step=7)
+    assert folder_entries(ckpt) == ["task-02-step-0000007"] and not out.exists()
+    meta = json.loads((ckpt / "task-02-step-0000007" / "meta.json").read_text())
+    assert meta["task"] == 2 and meta["step"] == 7 and len(meta["R"]) == 2
+    resumed = run(spec, out, ckpt)
+    assert resumed["resumed"] is True
+    assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert folder_entries(ckpt) == ["task-04"]
+
+
+def test_timed_checkpoints_keep_only_the_latest(cfg, tmp_path):
+    """``checkpoint_every=0`` checkpoints after every step: still one checkpoint, nothing
+    temporary, the same numbers; leftovers of a killed writer are swept on resumption."""
+    spec = make_spec(cfg, "task", "si", iters=10)
+    full = run(spec, tmp_path / "full.json")
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(train.Preempted):
+        run(spec, tmp_path / "r.json", ckpt, checkpoint_every=0.0, stop_after_step=4)
+    assert folder_entries(ckpt) == ["task-00-step-0000004"]
+    (ckpt / ".tmp-killed").mkdir()
+    (ckpt / ".tmp-killed" / "state.pt").write_bytes(b"half")
+    resumed = run(spec, tmp_path / "r.json", ckpt, checkpoint_every=0.0)
+    assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert folder_entries(ckpt) == ["task-04"]
+
+
+def test_checkpoint_order():
+    names = ["task-01", "task-02-step-0000003", "task-02-step-0000010", "task-00", "task-02"]
+    ordered = sorted((Path(n) for n in names), key=train._ckpt_order)
+    assert [p.name for p in ordered] == ["task-00", "task-01", "task-02-step-0000003",
+                                         "task-02-step-0000010", "task-02"]
+
+
+def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path):
+    """The real signal: ``clrepro train`` gets SIGTERM in the middle of training, saves a
+    checkpoint, exits with 143; the retry finishes with the numbers of an uninterrupted run."""
+    spec = make_spec(cfg, "class", "si", iters=400)
+    full = run(spec, tmp_path / "full.json")
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "clrepro", "train", "--spec", json.dumps(spec), "--out", str(out),
+           "--checkpoints", str(ckpt), "--device", "cpu", "--threads", "1", "--checkpoint-every", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(ckpt.glob("task-01*")):          # well into training
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 143, err
+    assert "received SIGTERM" in err and not out.exists()
+    (left,) = folder_entries(ckpt)
+    assert left.startswith("task-0")
+    resumed = run(spec, out, ckpt)
+    assert resumed["resumed"] is True
+    assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
 
 
 def test_learns_something(cfg, tmp_path):

@@ -20,7 +20,12 @@ def _train(a):
     else:
         cfg = config.load(a.config, {"preset": a.preset} if a.preset else None)
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
-    train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task)
+    try:
+        train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
+                  a.checkpoint_every or None, a.stop_after_step)
+    except train.Preempted as stop:
+        print(f"clrepro train: {stop}", file=sys.stderr)
+        sys.exit(train.Preempted.exit_code)
 
 
 def _experiments(a) -> dict:
@@ -83,7 +88,11 @@ def main(argv=None) -> None:
     t.add_argument("--checkpoints", help="checkpoint folder (resume from it if present)")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int)
+    t.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
+                   help="also checkpoint inside a task this often (0: only after each task and on "
+                        "SIGTERM/SIGINT); default 600")
     t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
+    t.add_argument("--stop-after-step", type=int, help=argparse.SUPPRESS)
     t.set_defaults(fn=_train)
 
     def analysis(name, help):

@@ -1,15 +1,18 @@
 """The training loop: one run = one method on one task sequence with one seed.
 
 After each task the loop evaluates every task (a row of R), then writes a checkpoint (state_dicts
-+ JSON metadata) atomically; a restarted run resumes after its last finished task and ends with
-the same numbers as an uninterrupted one."""
++ JSON metadata) atomically; SIGTERM (what Slurm sends before preempting) and a timer add
+checkpoints inside a task. A restarted run resumes from the latest and ends with the same numbers
+as an uninterrupted one."""
 from __future__ import annotations
 
 import json
 import logging
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -81,16 +84,30 @@ def make_optimizer(model: torch.nn.Module, spec: dict) -> torch.optim.Optimizer:
 
 
 # -- checkpoints -----------------------------------------------------------------------------------
+# ``task-NN``: after task NN (the loop's state between tasks). ``task-NN-step-SSSSSSS``: SSSSSSS steps
+# into task NN (written on SIGTERM and every ``checkpoint_every`` seconds). Only the latest is kept.
 
-def save_checkpoint(folder: Path, task: int, state: dict, meta: dict) -> None:
-    """Write ``task-NN/{state.pt,meta.json}`` via a temporary folder and one rename, then drop
-    older task folders."""
+def _ckpt_name(task: int, step: int | None) -> str:
+    return f"task-{task:02d}" if step is None else f"task-{task:02d}-step-{step:07d}"
+
+
+def _ckpt_order(folder: Path) -> tuple[int, float]:
+    parts = folder.name.split("-")
+    try:
+        return int(parts[1]), float(parts[3]) if len(parts) == 4 else float("inf")
+    except (IndexError, ValueError):
+        return -1, -1.0
+
+
+def save_checkpoint(folder: Path, task: int, state: dict, meta: dict, step: int | None = None) -> None:
+    """Write ``<name>/{state.pt,meta.json}`` via a temporary folder and one rename, then drop
+    older checkpoints."""
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
     try:
         torch.save(state, tmp / "state.pt")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        final = folder / f"task-{task:02d}"
+        final = folder / _ckpt_name(task, step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
@@ -103,7 +120,11 @@ def save_checkpoint(folder: Path, task: int, state: dict, meta: dict) -> None:
 
 
 def latest_checkpoint(folder: Path, spec_hash: str) -> tuple[dict, dict] | None:
-    for ckpt in sorted(folder.glob("task-*"), reverse=True):
+    """The most advanced checkpoint of this run configuration, or None. Leftovers of a writer
+    killed mid-write (``.tmp-*``) are removed."""
+    for tmp in folder.glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    for ckpt in sorted(folder.glob("task-*"), key=_ckpt_order, reverse=True):
         try:
             meta = json.loads((ckpt / "meta.json").read_text())
         except (OSError, ValueError):
@@ -120,12 +141,66 @@ def write_json_atomic(path: Path, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=1))
 
 
+class Preempted(Exception):
+    """Training stopped on SIGTERM/SIGINT after saving a checkpoint; a rerun resumes from it."""
+
+    exit_code = 143   # 128 + SIGTERM, what a process ended by SIGTERM reports
+
+
+class _StopSignals:
+    """Turns SIGTERM and SIGINT into a flag the loop checks at each step boundary (the safe point
+    where a checkpoint is consistent); restores the previous handlers on exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:   # a second signal: give up at once
+            raise KeyboardInterrupt
+        self.received = signum
+        log.warning("received %s: checkpointing at the end of this step", signal.Signals(signum).name)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _rng_state(dev: torch.device) -> dict:
+    state = {"cpu": torch.get_rng_state()}
+    if dev.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(dev)
+    return state
+
+
+def _set_rng_state(state: dict | None, dev: torch.device) -> None:
+    if state is None:   # a checkpoint written before RNG states were saved
+        return
+    torch.set_rng_state(state["cpu"])
+    if dev.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], dev)
+
+
 # -- the loop --------------------------------------------------------------------------------------
 
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
-        device: str = "auto", threads: int | None = None, stop_after_task: int | None = None) -> dict:
-    """Train one run and write its result JSON to ``out``. ``stop_after_task`` ends the process
-    after that task's checkpoint (to test resumption) without writing a result."""
+        device: str = "auto", threads: int | None = None, stop_after_task: int | None = None,
+        checkpoint_every: float | None = 600.0, stop_after_step: int | None = None) -> dict:
+    """Train one run and write its result JSON to ``out``.
+
+    With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
+    seconds of training, and on SIGTERM/SIGINT (then :class:`Preempted` is raised); a rerun resumes
+    from the latest one and ends with the numbers of an uninterrupted run. ``stop_after_task`` and
+    ``stop_after_step`` (testing) stop as a signal would, after that task or after that many steps
+    of the current task."""
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
@@ -141,49 +216,80 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     rows, losses, seconds = [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
     random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
-    start = 0
+    start, partial = 0, None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
     if resumed:
         meta, state = resumed
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
+        _set_rng_state(state.get("rng"), dev)
         rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
-        random_init, start = meta["random_init"], meta["task"] + 1
-        log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
+        random_init = meta["random_init"]
+        if meta.get("step") is None:
+            start = meta["task"] + 1
+            log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
+        else:
+            start, partial = meta["task"], (meta["step"], state["task_state"], meta["task_seconds"])
+            log.info("resuming task %d at step %d from %s", start, meta["step"], ckpt_dir)
+
+    def checkpoint(t: int, step: int | None, extra: dict | None = None) -> None:
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "method": method.state_dict(), "rng": _rng_state(dev)}
+        meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
+                "random_init": random_init, "train_loss": losses, "seconds": seconds, "run": _run_id(spec)}
+        if step is not None:
+            state["task_state"] = {**method.task_state(), **extra}
+            meta["task_seconds"] = extra["seconds"]
+        save_checkpoint(ckpt_dir, t, state, meta, step)
 
     B, iters = spec["batch_size"], spec["iters_per_task"]
-    for t in range(start, bench.n_tasks):
-        t0 = time.perf_counter()
-        if reset and t > 0:
-            optimizer = make_optimizer(model, spec)
-        method.begin_task(t)
-        model.train()
-        loss_sum = torch.zeros((), device=dev)
-        for _ in range(iters):
-            batches = method.train_batches(B)
-            loss = method.loss(forward(model, batches), batches)
-            optimizer.zero_grad(set_to_none=False)
-            loss.backward()
-            method.after_backward()
-            optimizer.step()
-            method.after_step()
-            loss_sum += loss.detach()
-        if t < bench.n_tasks - 1:  # consolidation after the last task would never be used
-            method.end_task(t)
-        rows.append(evaluate(model, bench, upto=t))
-        losses.append(float(loss_sum) / iters)
-        seconds.append(time.perf_counter() - t0)
-        log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, losses[-1],
-                 " ".join(f"{a:.4f}" for a in rows[-1]), seconds[-1])
-        if ckpt_dir:
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "method": method.state_dict()}
-            meta = {"task": t, "spec_hash": spec["spec_hash"], "R": rows, "random_init": random_init,
-                    "train_loss": losses, "seconds": seconds, "run": _run_id(spec)}
-            save_checkpoint(ckpt_dir, t, state, meta)
-        if stop_after_task is not None and t >= stop_after_task:
-            return {}
+    with _StopSignals() as stop:
+        for t in range(start, bench.n_tasks):
+            t0 = last_save = time.perf_counter()
+            method.begin_task(t)
+            if partial is not None:
+                step0, task_state, before = partial
+                method.load_task_state(task_state)
+                loss_sum = task_state["loss_sum"].to(dev)
+                t0 -= before
+                partial = None
+            else:
+                step0, loss_sum = 0, torch.zeros((), device=dev)
+                if reset and t > 0:
+                    optimizer = make_optimizer(model, spec)
+            model.train()
+            for step in range(step0, iters):
+                batches = method.train_batches(B)
+                loss = method.loss(forward(model, batches), batches)
+                optimizer.zero_grad(set_to_none=False)
+                loss.backward()
+                method.after_backward()
+                optimizer.step()
+                method.after_step()
+                loss_sum += loss.detach()
+                if step + 1 == iters or not ckpt_dir:
+                    continue
+                now = time.perf_counter()
+                halt = stop.received is not None or (stop_after_step is not None and step + 1 >= stop_after_step)
+                if halt or (checkpoint_every is not None and now - last_save >= checkpoint_every):
+                    checkpoint(t, step + 1, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0})
+                    last_save = now
+                    if halt:
+                        raise Preempted(f"stopped at step {step + 1} of task {t}; checkpoint in {ckpt_dir}")
+            if t < bench.n_tasks - 1:  # consolidation after the last task would never be used
+                method.end_task(t)
+            rows.append(evaluate(model, bench, upto=t))
+            losses.append(float(loss_sum) / iters)
+            seconds.append(time.perf_counter() - t0)
+            log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, losses[-1],
+                     " ".join(f"{a:.4f}" for a in rows[-1]), seconds[-1])
+            if ckpt_dir:
+                checkpoint(t, None)
+                if stop.received is not None:
+                    raise Preempted(f"stopped after task {t}; checkpoint in {ckpt_dir}")
+            if stop_after_task is not None and t >= stop_after_task:
+                return {}
 
     result = {
         **_run_id(spec),

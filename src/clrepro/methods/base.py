@@ -48,6 +48,13 @@ class Sampler:
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
 
+    def state_dict(self) -> dict:
+        return {"gen": self.gen.get_state(), "order": self.order, "pos": self.pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.gen.set_state(state["gen"])
+        self.order, self.pos = state["order"], state["pos"]
+
     def indices(self, n: int) -> torch.Tensor:
         total = int(self.offsets[-1])
         if n > total:
@@ -134,10 +141,19 @@ class Method:
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:
+        """What carries over between tasks (saved with every checkpoint)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:
         pass
+
+    def task_state(self) -> dict:
+        """What a checkpoint taken in the middle of a task adds: the state ``begin_task`` set up
+        and the steps since have changed (restored after ``begin_task`` on resumption)."""
+        return {"sampler": self.sampler.state_dict()}
+
+    def load_task_state(self, state: dict) -> None:
+        self.sampler.load_state_dict(state["sampler"])
 
     def penalty(self) -> torch.Tensor:
         """The regularisation term added to the loss (differentiable; zero if none)."""

@@ -74,3 +74,10 @@ class SI(QuadraticPenalty):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self.omega_total = state["omega_total"]
+
+    def task_state(self) -> dict:
+        return {**super().task_state(), "start": self.start, "prev": self.prev, "path": self.path}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.start, self.prev, self.path = state["start"], state["prev"], state["path"]
