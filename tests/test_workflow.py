@@ -1,40 +1,21 @@
 """The real Snakemake DAG end to end, on a tiny MNIST written in the real IDX format: download
 (from a local mirror, with the test files' own checksums) -> train every method x scenario x seed
 -> aggregate -> figures -> audit -> report, then `snakemake --report`, then nothing left to do."""
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from workflow_helpers import REPO, make_workdir, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("CLREPRO_DATA_MIRROR", None)   # the config's mirror key must be what is used
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
 def workflow_run(tiny_mnist, tmp_path_factory):
-    mirror, checksums = tiny_mnist
-    work = tmp_path_factory.mktemp("workflow")
-    shutil.copytree(REPO / "config", work / "config")
-    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    cfg["preset"] = "test"
-    cfg["data"] = {"root": "data", "mirror": str(mirror), "checksums": checksums}
-    cfg["device"] = "cpu"
-    cfg["presets"]["test"] = {"seeds": 2, "iters_per_task": 15, "batch_size": 32,
-                              "model": {"type": "mlp", "hidden": [32]}}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    work = make_workdir(tmp_path_factory.mktemp("workflow"), tiny_mnist,
+                        {"seeds": 2, "iters_per_task": 15, "batch_size": 32,
+                         "model": {"type": "mlp", "hidden": [32]}})
     proc = snakemake(work, "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return work / "reports" / "test", work

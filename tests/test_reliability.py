@@ -1,0 +1,100 @@
+"""Crash safety of the whole DAG: training jobs killed with SIGKILL at random points (and once the
+whole Snakemake process group, as a node failure would) and the DAG rerun with
+``--rerun-incomplete`` until it completes. Every run must end with exactly the numbers of an
+uninterrupted run, and nothing half-written may be left anywhere."""
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from workflow_helpers import env, make_workdir, snakemake, snakemake_cmd
+
+from clrepro import config, train
+
+pytestmark = pytest.mark.slow
+
+PRESET = {"seeds": 1, "iters_per_task": 600, "batch_size": 16, "model": {"type": "mlp", "hidden": [256]}}
+METHODS, SCENARIOS = ["none", "ewc", "si", "lwf"], ["task", "class"]
+TRAIN_KILLS = 4
+
+
+def train_pids(work: Path) -> list[int]:
+    """``clrepro train`` processes started in ``work``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd == str(work) and b"train" in cmd and any(c.endswith(b"clrepro") for c in cmd[:2]):
+            pids.append(int(proc.name))
+    return pids
+
+
+def running_training_job(work: Path, proc: subprocess.Popen, rng: random.Random) -> int | None:
+    """A ``clrepro train`` process of ``work`` that has run for a random while (start-up ~2 s,
+    training ~3 s), or None once snakemake has ended."""
+    while proc.poll() is None:
+        pids = train_pids(work)
+        if pids:
+            pid = rng.choice(pids)
+            time.sleep(rng.uniform(0.5, 5.0))
+            if Path(f"/proc/{pid}").exists():
+                return pid
+        time.sleep(0.05)
+    return None
+
+
+def test_sigkilled_jobs_resume_to_identical_metrics(tiny_mnist, tmp_path):
+    work = make_workdir(tmp_path / "work", tiny_mnist, PRESET, methods=METHODS, scenarios=SCENARIOS,
+                        checkpoint_every_s=0.05)
+    rng = random.Random(20261121)
+    log = (tmp_path / "snakemake.log").open("w")
+    plan = ["job"] * TRAIN_KILLS + ["node"]      # a training job, then the node: snakemake and all
+    for _attempt in range(12):
+        proc = subprocess.Popen(snakemake_cmd(work, "--cores", "2", "--rerun-incomplete"), env=env(),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        pid = running_training_job(work, proc, rng) if plan else None
+        if pid and plan.pop(0) == "job":
+            os.kill(pid, signal.SIGKILL)
+        elif pid:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+            assert snakemake(work, "--unlock").returncode == 0   # its lock outlived it
+            continue
+        if proc.wait(timeout=600) == 0 and not plan:
+            break
+    else:
+        pytest.fail("the DAG did not complete after 12 attempts")
+    assert not plan, f"the DAG completed before these kills: {plan}"
+
+    cfg = config.load(work / "config" / "config.yaml", {"data": {"root": str(work / "data")}})
+    out = work / "reports" / "test" / "runs"
+    resumed = 0
+    for run in config.runs(cfg):
+        got = json.loads((out / f"{run.path}.json").read_text())
+        ref = train.run(config.resolve(cfg, run), tmp_path / "ref" / f"{run.path}.json", device="cpu",
+                        threads=1)
+        for key in ("R", "random_init", "train_loss", "metrics", "spec_hash"):
+            assert got[key] == ref[key], (run.path, key)
+        resumed += got["resumed"]
+    assert resumed >= 1
+
+    # nothing half-written: no temporaries, every JSON whole, the report complete
+    hidden = [p for d in ("reports", "data", "logs") for p in (work / d).rglob(".*")]
+    assert hidden == [], hidden
+    for path in (work / "reports").rglob("*.json"):
+        json.loads(path.read_text())
+    assert (work / "reports" / "test" / "report.html").read_text().rstrip().endswith("</html>")
+    ckpts = sorted(p.name for p in (work / "data" / "checkpoints" / "test").rglob("task-*"))
+    assert ckpts and all(re.fullmatch(r"task-\d\d", n) for n in ckpts)   # finished runs end after a task
+    proc = snakemake(work, "--cores", "1", "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]

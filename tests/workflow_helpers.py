@@ -1,0 +1,53 @@
+"""Running the real Snakemake DAG from tests: a work folder with its own copy of ``config/``
+(tiny MNIST mirror, a reduced preset) and ``snakemake`` in a subprocess."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+EXP = "split_mnist_vdv19"
+
+
+def env() -> dict:
+    out = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    out.pop("CLREPRO_DATA_MIRROR", None)   # the config's mirror key must be what is used
+    return out
+
+
+def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+            str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *args]
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, env=env(),
+                          timeout=timeout)
+
+
+def make_workdir(work: Path, tiny_mnist, preset: dict, *, methods: list[str] | None = None,
+                 scenarios: list[str] | None = None, **top) -> Path:
+    """``work/config`` = the repository's config with the "test" preset ``preset``, data from the
+    tiny mirror, on the CPU; optionally fewer methods/scenarios of split MNIST; ``top``: other
+    top-level keys."""
+    mirror, checksums = tiny_mnist
+    shutil.copytree(REPO / "config", work / "config")
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg.update(preset="test", data={"root": "data", "mirror": str(mirror), "checksums": checksums},
+               device="cpu", **top)
+    cfg["presets"]["test"] = preset
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    if methods or scenarios:
+        path = work / "config" / "experiments" / f"{EXP}.yaml"
+        exp = yaml.safe_load(path.read_text())
+        if methods:
+            exp["methods"] = {k: v for k, v in exp["methods"].items() if k in methods}
+        if scenarios:
+            exp["scenarios"] = scenarios
+        path.write_text(yaml.safe_dump(exp, sort_keys=False))
+    return work
