@@ -1,4 +1,5 @@
 """Each concurrent training process gets a GPU of its own (lock files; no CUDA needed to test)."""
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,9 +17,13 @@ CLAIM = textwrap.dedent("""
 """)
 
 
-def claimant(n, lock_dir, timeout=10.0, hold=3.0):
+def claimant(n, lock_dir, timeout=10.0, hold=3.0, visible=None):
+    env = dict(os.environ)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
     return subprocess.Popen([sys.executable, "-c", CLAIM, str(n), str(lock_dir), str(timeout), str(hold)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def test_concurrent_processes_get_distinct_gpus(tmp_path):
@@ -35,3 +40,17 @@ def test_a_process_waits_while_every_gpu_is_taken_and_a_killed_holder_frees_it(t
     holder.kill()                       # the OS releases the lock of a killed process
     holder.wait()
     assert claim_gpu(1, tmp_path, timeout=10) == 0
+
+
+def test_jobs_given_different_gpus_by_slurm_do_not_wait_on_each_other(tmp_path):
+    """Slurm gives each job one GPU, which each sees as index 0: the locks follow the physical
+    GPU, so both start at once; two jobs on the same physical GPU still exclude each other."""
+    a = claimant(1, tmp_path, hold=30.0, visible="1")
+    b = claimant(1, tmp_path, timeout=5.0, hold=0.0, visible="GPU-3f2a")
+    assert a.stdout.readline().strip() == "0"
+    assert b.communicate(timeout=60)[0].strip() == "0" and b.returncode == 0
+    c = claimant(1, tmp_path, timeout=1.5, hold=0.0, visible="1")
+    assert c.wait(timeout=60) != 0 and "no free GPU" in c.stderr.read()
+    a.kill()
+    a.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu1.lock", "gpuGPU-3f2a.lock"]

@@ -50,6 +50,8 @@ def runs_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.
         row["git_dirty"] = prov["git"]["dirty"]
         row.update({f"version.{k}": v for k, v in prov["packages"].items()})
         row["device"] = prov["device"]
+        row["host"] = prov.get("hostname", "")
+        row["slurm_job"] = prov.get("scheduler", {}).get("SLURM_JOB_ID", "")
         rows.append(row)
     df = pd.DataFrame(rows)
     return df.sort_values(["experiment", "scenario", "method", "seed"]).reset_index(drop=True)

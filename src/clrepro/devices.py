@@ -1,11 +1,13 @@
 """Device choice. Where GPUs exist each training process takes one of its own: it holds an
 exclusive ``flock`` on a per-GPU lock file for its lifetime (released by the OS even if the
 process is killed), so concurrent Snakemake jobs never share a GPU. Snakemake's ``gpu`` resource
-bounds how many jobs run at once; ``CUDA_VISIBLE_DEVICES`` (set by Slurm) is respected."""
+bounds how many jobs run at once. Under ``CUDA_VISIBLE_DEVICES`` (set by Slurm per job) the locks
+are named after the physical GPUs it lists, so jobs given different GPUs never wait on each other."""
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -16,13 +18,25 @@ LOCK_DIR = Path(os.environ.get("CLREPRO_GPU_LOCK_DIR", Path(tempfile.gettempdir(
 _held: list = []   # open lock files, kept for the life of the process
 
 
+def physical_ids(n_gpus: int) -> list[str]:
+    """Names of the visible GPUs: the entries of ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs),
+    else ``0..n_gpus-1``."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+    ids = [v.strip() for v in visible.split(",") if v.strip()] if visible else []
+    if not ids:
+        return [str(i) for i in range(n_gpus)]
+    return [re.sub(r"[^A-Za-z0-9_.-]", "_", v) for v in ids[:n_gpus]]
+
+
 def claim_gpu(n_gpus: int, lock_dir: Path = LOCK_DIR, timeout: float = 3600.0) -> int:
-    """Index of a GPU no other process of this machine holds; waits while all are taken."""
+    """Index (among the visible GPUs) of a GPU no other process of this machine holds; waits
+    while all are taken."""
     lock_dir.mkdir(parents=True, exist_ok=True)
+    ids = physical_ids(n_gpus)
     deadline = time.monotonic() + timeout
     while True:
-        for i in range(n_gpus):
-            f = open(lock_dir / f"gpu{i}.lock", "w")
+        for i, name in enumerate(ids):
+            f = open(lock_dir / f"gpu{name}.lock", "w")
             try:
                 fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

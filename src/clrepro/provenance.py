@@ -49,6 +49,10 @@ def device_description(device: torch.device) -> str:
     return f"cpu:{cpu} ({torch.get_num_threads()} threads)"
 
 
+SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES")
+
+
 def collect(device: torch.device, repo: str | os.PathLike = ".") -> dict:
     return {"git": git_commit(repo), "packages": package_versions(), "device": device_description(device),
-            "hostname": platform.node()}
+            "hostname": platform.node(),
+            "scheduler": {k: os.environ[k] for k in SCHEDULER_VARS if k in os.environ}}
