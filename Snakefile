@@ -1,6 +1,8 @@
 # clrepro: replicate continual-learning experiments and audit them against the published numbers.
 #   snakemake --cores all                       # the paper protocols (config/config.yaml)
 #   snakemake --cores all --config preset=quick # the same DAG at reduced scale
+#   snakemake --cores 1 share                   # record data + checkpoints in DVC, push
+#   snakemake --cores all verify                # checkpoints reproduce the recorded results
 report: "workflow/report/workflow.rst"
 
 
@@ -9,6 +11,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/store.smk"
 
 
 rule all:

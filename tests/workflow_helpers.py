@@ -20,14 +20,17 @@ def env() -> dict:
     return out
 
 
-def snakemake_cmd(workdir: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-            str(workdir), "--configfile", str(workdir / "config" / "config.yaml"), *args]
+def snakemake_cmd(workdir: Path, *args: str, timeout: int = 900, snakefile: Path | None = None) -> list[str]:
+    """Always under ``timeout -k``: a hung executor must fail the test, not stall it."""
+    return ["timeout", "-k", "10", str(timeout), sys.executable, "-m", "snakemake", "--snakefile",
+            str(snakefile or REPO / "Snakefile"), "--directory", str(workdir), "--configfile",
+            str(workdir / "config" / "config.yaml"), *args]
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(snakemake_cmd(workdir, *args), capture_output=True, text=True, env=env(),
-                          timeout=timeout)
+def snakemake(workdir: Path, *args: str, timeout: int = 900, snakefile: Path | None = None
+              ) -> subprocess.CompletedProcess:
+    return subprocess.run(snakemake_cmd(workdir, *args, timeout=timeout, snakefile=snakefile),
+                          capture_output=True, text=True, env=env(), timeout=timeout + 30)
 
 
 def make_workdir(work: Path, tiny_mnist, preset: dict, *, methods: list[str] | None = None,

@@ -64,6 +64,20 @@ def _report(a):
     report.main(_experiments(a), a.preset, a.summary_csv, a.runs_csv, a.audit, a.figures, a.out)
 
 
+def _share(a):
+    from . import store
+    for path in store.share(_experiments(a), push=not a.no_push, remote=a.remote):
+        print(path)
+    print("now commit them: git commit -m 'Record data and checkpoints' -- '*.dvc' '.gitignore'",
+          file=sys.stderr)
+
+
+def _verify(a):
+    from . import store
+    table = store.verify_checkpoints(_experiments(a), a.results, a.out, a.device)
+    print(f"{len(table)} checkpoints reproduce their recorded accuracies", file=sys.stderr)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="clrepro", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
@@ -131,6 +145,17 @@ def main(argv=None) -> None:
     r.add_argument("--figures", nargs="*", default=[])
     r.add_argument("--out", required=True)
     r.set_defaults(fn=_report)
+
+    s = analysis("share", "record the datasets and checkpoints in DVC and push them")
+    s.add_argument("--no-push", action="store_true", help="only `dvc add`")
+    s.add_argument("--remote", help="DVC remote (default: the repository's default remote)")
+    s.set_defaults(fn=_share)
+
+    v = analysis("verify", "re-evaluate final checkpoints against the recorded results")
+    v.add_argument("results", nargs="+")
+    v.add_argument("--out", required=True)
+    v.add_argument("--device", default="cpu")
+    v.set_defaults(fn=_verify)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,

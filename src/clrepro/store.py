@@ -1,0 +1,85 @@
+"""Versioned storage of the large artefacts with DVC: the downloaded datasets and the training
+checkpoints. Snakemake owns the DAG; DVC only records and moves files (``dvc add``, ``dvc push``,
+``dvc pull``), so a fresh clone plus ``dvc pull`` has everything the DAG made, and
+:func:`verify_checkpoints` shows that the restored checkpoints give the recorded numbers."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+
+from . import config as clconfig
+from . import data as datasets
+from . import models
+from .atomic import atomic_path
+from .train import build_benchmark, evaluate, latest_checkpoint
+
+log = logging.getLogger("clrepro.store")
+
+
+def targets(cfg: dict) -> list[Path]:
+    """What DVC tracks for this configuration: each dataset folder of its experiments and the
+    preset's checkpoint folder (those that exist)."""
+    root = Path(cfg["data"]["root"])
+    names = sorted({exp["dataset"] for exp in cfg["_experiments"].values()})
+    found = [datasets.raw_folder(root, n).parent for n in names]
+    found.append(Path(cfg["checkpoints"]) / cfg["preset"])
+    return [p for p in found if p.exists()]
+
+
+def dvc(*args: str) -> None:
+    cmd = ["dvc", *args]
+    log.info("%s", " ".join(cmd))
+    proc = subprocess.run(cmd, text=True, capture_output=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
+
+
+def share(cfg: dict, push: bool = True, remote: str | None = None) -> list[Path]:
+    """``dvc add`` the datasets and checkpoints, then ``dvc push`` them; returns the ``.dvc`` files
+    to commit with git."""
+    found = targets(cfg)
+    if not found:
+        raise FileNotFoundError("nothing to record: no dataset or checkpoint folder exists yet")
+    dvc("add", *map(str, found))
+    files = [p.with_name(p.name + ".dvc") for p in found]
+    if push:
+        dvc("push", *(["--remote", remote] if remote else []), *map(str, files))
+    return files
+
+
+def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | os.PathLike,
+                       device: str = "cpu") -> pd.DataFrame:
+    """Re-evaluate each run's final checkpoint on the test set and compare with the last row of R
+    in its result file. Writes one row per run; raises if any checkpoint is missing or differs."""
+    rows = []
+    for path in results:
+        result = json.loads(Path(path).read_text())
+        run = clconfig.Run(result["experiment"], result["scenario"], result["method"], result["seed"])
+        spec = clconfig.resolve(cfg, run)
+        folder = Path(cfg["checkpoints"]) / cfg["preset"] / run.path
+        found = latest_checkpoint(folder, result["spec_hash"]) if folder.exists() else None
+        row = {"run": run.path, "spec_hash": result["spec_hash"], "checkpoint": str(folder)}
+        last = len(result["R"]) - 1
+        if found is None or found[0]["task"] != last or found[0].get("step") is not None:
+            rows.append(row | {"status": "missing", "max_abs_diff": None})
+            continue
+        bench = build_benchmark(spec).to(device)
+        model = models.build(spec["model"], bench.input_dim, bench.n_outputs).to(device)
+        model.load_state_dict(found[1]["model"])
+        again = evaluate(model, bench, upto=last)
+        diff = max(abs(a - b) for a, b in zip(again, result["R"][-1]))
+        rows.append(row | {"status": "agrees" if diff == 0 else "differs", "max_abs_diff": diff})
+    table = pd.DataFrame(rows)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
+    bad = table[table.status != "agrees"]
+    if len(bad):
+        raise RuntimeError(f"{len(bad)} of {len(table)} checkpoints missing or not reproducing their "
+                           f"results, first: {bad.iloc[0].run} ({bad.iloc[0].status}); see {out}")
+    return table
+

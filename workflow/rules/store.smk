@@ -1,0 +1,24 @@
+# DVC keeps the large artefacts (datasets, checkpoints); these two targets are run by name.
+
+
+rule verify:
+    """Target: re-evaluate every run's final checkpoint (e.g. after `dvc pull`) and check that it
+    gives the accuracies its result file records."""
+    input:
+        [run_result(r) for r in RUNS],
+    output:
+        f"{OUT}/audit/checkpoints.csv",
+    log:
+        f"logs/{PRESET}/verify.log",
+    shell:
+        "clrepro verify {input} --config {CONFIGFILE} --preset {PRESET} --out {output} > {log} 2>&1"
+
+
+rule share:
+    """Target: record the datasets and this preset's checkpoints in DVC and push them to the
+    default remote (then commit the .dvc files with git)."""
+    input:
+        REPORT,
+    localrule: True
+    shell:
+        "clrepro share --config {CONFIGFILE} --preset {PRESET}"
