@@ -64,6 +64,9 @@ def test_nothing_left_to_do_after_a_complete_run(workflow_run):
     proc = snakemake(work, "--cores", "1", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Nothing to be done" in proc.stdout + proc.stderr
+    # how runs are executed (timer, device) is not what they are: nothing reruns
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "checkpoint_every_s=5", "device=cpu:0")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
 def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path):
