@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import env, make_workdir, snakemake, snakemake_cmd
+from workflow_helpers import EXP, env, make_workdir, snakemake, snakemake_cmd
 
 from clrepro import config, train
 
@@ -98,3 +98,29 @@ def test_sigkilled_jobs_resume_to_identical_metrics(tiny_mnist, tmp_path):
     assert ckpts and all(re.fullmatch(r"task-\d\d", n) for n in ckpts)   # finished runs end after a task
     proc = snakemake(work, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+
+
+def test_sigterm_preemption_is_retried_within_the_same_call(tiny_mnist, tmp_path):
+    """SIGTERM (what Slurm sends before preempting) to a training job: it checkpoints and exits
+    143, snakemake's retry (profiles/default) resumes it, and the call succeeds with the numbers
+    of an uninterrupted run."""
+    work = make_workdir(tmp_path / "work", tiny_mnist, PRESET, methods=["si"], scenarios=["class"],
+                        checkpoint_every_s=0)
+    proc = subprocess.Popen(snakemake_cmd(work, "--cores", "1"), env=env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ckpt = work / "data" / "checkpoints" / "test" / EXP / "class" / "si" / "seed0"
+    deadline = time.monotonic() + 300
+    while not any(ckpt.glob("task-*")):               # training has begun: the handler is in place
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    (pid,) = train_pids(work)
+    os.kill(pid, signal.SIGTERM)
+    out = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert "exit status 143" in out and "Trying to restart job" in out, out[-3000:]
+    cfg = config.load(work / "config" / "config.yaml", {"data": {"root": str(work / "data")}})
+    (run,) = config.runs(cfg)
+    got = json.loads((work / "reports" / "test" / "runs" / f"{run.path}.json").read_text())
+    ref = train.run(config.resolve(cfg, run), tmp_path / "ref.json", device="cpu", threads=1)
+    assert got["resumed"] is True
+    assert got["R"] == ref["R"] and got["train_loss"] == ref["train_loss"]
