@@ -60,7 +60,9 @@ def test_sigkilled_jobs_resume_to_identical_metrics(tiny_mnist, tmp_path):
     log = (tmp_path / "snakemake.log").open("w")
     plan = ["job"] * TRAIN_KILLS + ["node"]      # a training job, then the node: snakemake and all
     for _attempt in range(12):
-        proc = subprocess.Popen(snakemake_cmd(work, "--cores", "2", "--rerun-incomplete"), env=env(),
+        # no retries (profiles/default has them): each kill ends the call, and the next call's
+        # --rerun-incomplete picks the killed jobs up
+        proc = subprocess.Popen(snakemake_cmd(work, "--cores", "2", "--rerun-incomplete", "--retries", "0"), env=env(),
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         pid = running_training_job(work, proc, rng) if plan else None
         if pid and plan.pop(0) == "job":
