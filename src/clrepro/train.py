@@ -198,9 +198,9 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
 
     With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
     seconds of training, and on SIGTERM/SIGINT (then :class:`Preempted` is raised); a rerun resumes
-    from the latest one and ends with the numbers of an uninterrupted run. ``stop_after_task`` and
-    ``stop_after_step`` (testing) stop as a signal would, after that task or after that many steps
-    of the current task."""
+    from the latest one and ends with the numbers of an uninterrupted run. For tests:
+    ``stop_after_task`` returns ``{}`` after that task's checkpoint; ``stop_after_step`` stops as
+    SIGTERM would, after that many steps of the current task."""
     if threads:
         torch.set_num_threads(threads)
     dev = select_device(device)
