@@ -109,17 +109,17 @@ def test_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path, scenario, met
 
 
 def test_timed_checkpoints_keep_only_the_latest(cfg, tmp_path):
-    """``checkpoint_every=0`` checkpoints after every step: still one checkpoint, nothing
+    """A timer shorter than a step checkpoints after every step: still one checkpoint, nothing
     temporary, the same numbers; leftovers of a killed writer are swept on resumption."""
     spec = make_spec(cfg, "task", "si", iters=10)
     full = run(spec, tmp_path / "full.json")
     ckpt = tmp_path / "ckpt"
     with pytest.raises(train.Preempted):
-        run(spec, tmp_path / "r.json", ckpt, checkpoint_every=0.0, stop_after_step=4)
+        run(spec, tmp_path / "r.json", ckpt, checkpoint_every=1e-9, stop_after_step=4)
     assert folder_entries(ckpt) == ["task-00-step-0000004"]
     (ckpt / ".tmp-killed").mkdir()
     (ckpt / ".tmp-killed" / "state.pt").write_bytes(b"half")
-    resumed = run(spec, tmp_path / "r.json", ckpt, checkpoint_every=0.0)
+    resumed = run(spec, tmp_path / "r.json", ckpt, checkpoint_every=1e-9)
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
     assert folder_entries(ckpt) == ["task-04"]
 
@@ -153,6 +153,21 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path):
     resumed = run(spec, out, ckpt)
     assert resumed["resumed"] is True
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+
+
+def test_sigterm_without_a_checkpoint_folder_ends_the_run_at_once(cfg, tmp_path):
+    """With nothing to save, SIGTERM keeps its default: the run does not carry on to its end."""
+    spec = make_spec(cfg, "task", "none", iters=3000)
+    out = tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "clrepro", "train", "--spec", json.dumps(spec), "--out", str(out),
+           "--device", "cpu", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:                   # after task 1 of 5
+        if "task 1:" in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGTERM and not out.exists()
 
 
 def test_learns_something(cfg, tmp_path):

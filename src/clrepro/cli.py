@@ -22,7 +22,7 @@ def _train(a):
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
-                  a.checkpoint_every or None, a.stop_after_step)
+                  a.checkpoint_every, a.stop_after_step)
     except train.Preempted as stop:
         print(f"clrepro train: {stop}", file=sys.stderr)
         sys.exit(train.Preempted.exit_code)

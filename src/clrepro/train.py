@@ -153,12 +153,13 @@ class _StopSignals:
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
-    def __init__(self):
+    def __init__(self, enabled: bool = True):
         self.received: int | None = None
         self.previous = {}
+        self.enabled = enabled   # without a checkpoint to save, the signals keep their default
 
     def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
+        if self.enabled and threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self.previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -197,7 +198,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     """Train one run and write its result JSON to ``out``.
 
     With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
-    seconds of training, and on SIGTERM/SIGINT (then :class:`Preempted` is raised); a rerun resumes
+    seconds of training (0 or None: never), and on SIGTERM/SIGINT (then :class:`Preempted` is raised); a rerun resumes
     from the latest one and ends with the numbers of an uninterrupted run. For tests:
     ``stop_after_task`` returns ``{}`` after that task's checkpoint; ``stop_after_step`` stops as
     SIGTERM would, after that many steps of the current task."""
@@ -230,29 +231,30 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
             start = meta["task"] + 1
             log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
         else:
-            start, partial = meta["task"], (meta["step"], state["task_state"], meta["task_seconds"])
+            start, partial = meta["task"], (meta["step"], state["task_state"], state["loop"])
             log.info("resuming task %d at step %d from %s", start, meta["step"], ckpt_dir)
 
-    def checkpoint(t: int, step: int | None, extra: dict | None = None) -> None:
+    def checkpoint(t: int, step: int | None, loop: dict | None = None) -> None:
+        """``loop``: inside a task, the loop's own running state (loss sum, seconds so far)."""
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "method": method.state_dict(), "rng": _rng_state(dev)}
         meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "run": _run_id(spec)}
         if step is not None:
-            state["task_state"] = {**method.task_state(), **extra}
-            meta["task_seconds"] = extra["seconds"]
+            state["task_state"], state["loop"] = method.task_state(), loop
         save_checkpoint(ckpt_dir, t, state, meta, step)
 
     B, iters = spec["batch_size"], spec["iters_per_task"]
-    with _StopSignals() as stop:
+    every = checkpoint_every or None   # 0 or None: no timer
+    with _StopSignals(enabled=ckpt_dir is not None) as stop:
         for t in range(start, bench.n_tasks):
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
             if partial is not None:
-                step0, task_state, before = partial
+                step0, task_state, loop = partial
                 method.load_task_state(task_state)
-                loss_sum = task_state["loss_sum"].to(dev)
-                t0 -= before
+                loss_sum = loop["loss_sum"].to(dev)
+                t0 -= loop["seconds"]
                 partial = None
             else:
                 step0, loss_sum = 0, torch.zeros((), device=dev)
@@ -272,7 +274,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                     continue
                 now = time.perf_counter()
                 halt = stop.received is not None or (stop_after_step is not None and step + 1 >= stop_after_step)
-                if halt or (checkpoint_every is not None and now - last_save >= checkpoint_every):
+                if halt or (every is not None and now - last_save >= every):
                     checkpoint(t, step + 1, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0})
                     last_save = now
                     if halt:
