@@ -42,3 +42,17 @@ def tiny_mnist(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("mnist-mirror")
     return folder, write_mnist(folder, n_train_per_class=30, n_test_per_class=10, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory):
+    """Tiny CIFAR-10 (10 classes) and CIFAR-100 (its first 50 classes), 8 train / 4 test images per
+    class, as the real archives in one mirror folder: (mirror_folder, {archive or member path: md5})
+    for both. Shared by the session: copy before changing."""
+    from cifar_format import TINY, write_cifar
+
+    folder = tmp_path_factory.mktemp("cifar-mirror")
+    checksums = {}
+    for name, params in TINY.items():
+        checksums.update(write_cifar(folder, name, **params))
+    return folder, checksums

@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from clrepro.aggregate import summarise
-from clrepro.audit import audit, to_sem, verdict, welch
+from clrepro.audit import audit, predictive, to_sem, verdict, welch
 
 
 def test_welch_hand_computed():
@@ -77,3 +77,35 @@ def test_audit_gives_no_verdict_on_reduced_presets():
     out = audit(summarise(runs_frame([90.0, 92.0, 94.0])), TARGETS, "pub", "e", "quick")
     assert out.set_index("target_id").loc["a", "verdict"] == "no verdict (quick preset)"
     assert out.set_index("target_id").loc["a", "ours"] == pytest.approx(92.0)
+
+
+def test_predictive_test_of_a_single_published_run_hand_computed():
+    # ours: 90, 92, 94 -> mean 92, sd 2, n 3; published single run 96:
+    # t = (96 - 92) / (2 sqrt(1 + 1/3)) = 4 / 2.3094 = 1.7321, df 2, p = 2 sf(1.7321; 2) = 0.2254
+    t, df, p = predictive(92.0, 2.0, 3, 96.0)
+    assert t == pytest.approx(math.sqrt(3)) and df == 2
+    assert p == pytest.approx(2 * stats.t.sf(math.sqrt(3), 2)) and p == pytest.approx(0.2254, abs=1e-4)
+
+
+def test_audit_mapping_per_task_metrics_and_single_runs():
+    """A mapped target is compared with the named method (by its key, shown by label) and metric;
+    a published single run without a spread gets the predictive test."""
+    runs = runs_frame([90.0, 92.0, 94.0], label="Fine-tuning", scenario="domain")
+    runs["acc_task1"] = [50.0, 52.0, 54.0]
+    targets = pd.DataFrame([
+        {"experiment": "pub", "target_id": "avg", "scenario": "domain-IL style", "method": "fine-tuning (c=0)",
+         "value": 96.0, "spread": None, "spread_kind": None, "n_seeds": 1, "source": "data file",
+         "provenance": "author data", "paper": "Z"},
+        {"experiment": "pub", "target_id": "t1", "scenario": "domain-IL style", "method": "fine-tuning (c=0)",
+         "value": 80.0, "spread": None, "spread_kind": None, "n_seeds": 1, "source": "data file",
+         "provenance": "author data", "paper": "Z"}])
+    mapping = {"avg": {"method": "none", "metric": "acc", "scenario": "domain"},
+               "t1": {"method": "none", "metric": "acc_task1", "scenario": "domain"}}
+    out = audit(summarise(runs), targets, "pub", "e", "paper", mapping=mapping,
+                labels={"none": "Fine-tuning"}).set_index("target_id")
+    assert out.loc["avg", "label"] == "Fine-tuning" and out.loc["avg", "ours"] == pytest.approx(92.0)
+    assert out.loc["avg", "test"] == "single published run" and out.loc["avg", "verdict"] == "agrees"
+    assert out.loc["avg", "p_value"] == pytest.approx(2 * stats.t.sf(math.sqrt(3), 2))
+    assert out.loc["t1", "ours"] == pytest.approx(52.0) and out.loc["t1", "verdict"] == "disagrees"
+    unmapped = audit(summarise(runs), targets, "pub", "e", "paper")
+    assert (unmapped.verdict == "not run").all()

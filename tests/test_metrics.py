@@ -27,6 +27,13 @@ def test_average_accuracy_curve():
     np.testing.assert_allclose(curve, [0.90, 0.875, 2.15 / 3])
 
 
+def test_learned_and_per_task_accuracies():
+    # learned: the diagonal (0.90 + 0.80 + 0.95) / 3; per task: last row and diagonal
+    assert metrics.learned_accuracy(R) == pytest.approx(2.65 / 3)
+    assert metrics.per_task(R) == {"acc_task1": 0.50, "acc_task2": 0.70, "acc_task3": 0.95,
+                                   "learned_task1": 0.90, "learned_task2": 0.80, "learned_task3": 0.95}
+
+
 def test_backward_transfer():
     # ((R20 - R00) + (R21 - R11)) / 2 = ((0.50 - 0.90) + (0.70 - 0.80)) / 2 = (-0.40 - 0.10) / 2 = -0.25
     assert metrics.backward_transfer(R) == pytest.approx(-0.25)

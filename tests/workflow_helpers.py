@@ -37,8 +37,9 @@ def make_workdir(work: Path, tiny_mnist, preset: dict, *, methods: list[str] | N
                  scenarios: list[str] | None = None, **top) -> Path:
     """``work/config`` = the repository's config with the "test" preset ``preset``, data from the
     tiny mirror, on the CPU; optionally fewer methods/scenarios of split MNIST; ``top``: other
-    top-level keys."""
+    top-level keys (``experiments`` defaults to split MNIST alone)."""
     mirror, checksums = tiny_mnist
+    top.setdefault("experiments", [EXP])
     shutil.copytree(REPO / "config", work / "config")
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cfg.update(preset="test", data={"root": "data", "mirror": str(mirror), "checksums": checksums},

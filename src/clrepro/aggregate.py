@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import metrics
 from .atomic import atomic_path
 
 KEYS = ["experiment", "scenario", "method", "label"]
@@ -29,18 +30,22 @@ def load_results(paths) -> list[dict]:
     return out
 
 
-def runs_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     rows = []
     for r in results:
         prov = r["provenance"]
         row = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset", "method_class")}
-        row["label"] = (labels or {}).get(r["method"], r["method"])
+        row["label"] = (labels or {}).get((r["experiment"], r["method"]), r["method"])
         row.update({f"{m}": 100 * r["metrics"][m] for m in METRICS})
+        row["learned"] = 100 * metrics.learned_accuracy(r["R"])
+        row.update({k: 100 * v for k, v in metrics.per_task(r["R"]).items()})
         row.update({f"hp.{k}": v for k, v in sorted(r["hyperparameters"].items())})
         row["hyperparameters"] = json.dumps(r["hyperparameters"], sort_keys=True)
         row.update({f"seed.{k}": v for k, v in r["seeds"].items() if k != "seed"})
         row["task_classes"] = json.dumps(r.get("task_classes"))
-        row["iters_per_task"] = r["protocol"]["iters_per_task"]
+        row["iters_per_task"] = r["protocol"].get("iters_per_task")
+        row["epochs_per_task"] = r["protocol"].get("epochs_per_task")
+        row["steps"] = json.dumps(r.get("steps_per_task"))
         row["batch_size"] = r["protocol"]["batch_size"]
         row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
         row["train_seconds"] = sum(r["seconds_per_task"])
@@ -50,6 +55,8 @@ def runs_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.
         row["git_dirty"] = prov["git"]["dirty"]
         row.update({f"version.{k}": v for k, v in prov["packages"].items()})
         row["device"] = prov["device"]
+        row["precision"] = prov.get("precision", "fp32")
+        row["channels_last"] = prov.get("channels_last", False)
         row["host"] = prov.get("hostname", "")
         row["slurm_job"] = prov.get("scheduler", {}).get("SLURM_JOB_ID", "")
         rows.append(row)
@@ -57,11 +64,11 @@ def runs_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.
     return df.sort_values(["experiment", "scenario", "method", "seed"]).reset_index(drop=True)
 
 
-def accuracy_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+def accuracy_table(results: list[dict], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     rows = []
     for r in results:
         base = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset")}
-        base["label"] = (labels or {}).get(r["method"], r["method"])
+        base["label"] = (labels or {}).get((r["experiment"], r["method"]), r["method"])
         for j, b in enumerate(r["random_init"]):
             rows.append({**base, "after_task": 0, "task": j + 1, "accuracy": 100 * b})
         for i, row in enumerate(r["R"]):
@@ -71,8 +78,13 @@ def accuracy_table(results: list[dict], labels: dict[str, str] | None = None) ->
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean, sd (ddof 1), sem and n over seeds of each metric."""
-    long = runs.melt(id_vars=KEYS + ["preset", "seed"], value_vars=METRICS, var_name="metric")
+    """Mean, sd (ddof 1), sem and n over seeds of each metric (the overall ones and, per task, the
+    final and just-learned accuracies)."""
+    per_task = [c for c in runs.columns if c.startswith(("acc_task", "learned_task"))]
+    per_task.sort(key=lambda c: (c.split("_task")[0] != "acc", int(c.split("_task")[1])))
+    present = [m for m in METRICS + ["learned"] if m in runs.columns] + per_task
+    long = runs.melt(id_vars=KEYS + ["preset", "seed"], value_vars=present,
+                     var_name="metric").dropna(subset=["value"])
     g = long.groupby(KEYS + ["preset", "metric"], sort=False)["value"]
     out = g.agg(mean="mean", sd=lambda v: v.std(ddof=1) if len(v) > 1 else np.nan, n="count").reset_index()
     out["sem"] = out["sd"] / np.sqrt(out["n"])

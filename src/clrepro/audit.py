@@ -4,6 +4,9 @@ Agreement test (two-sided): Welch's t on the two means with their standard error
 ``t = (m_ours - m_pub) / sqrt(se_ours^2 + se_pub^2)``, Welch-Satterthwaite degrees of freedom
 ``nu = (se_o^2 + se_p^2)^2 / (se_o^4/(n_o-1) + se_p^4/(n_p-1))``. Verdicts:
 
+A published single run without a spread (an author's data file) is instead tested as one more
+draw from the distribution of our runs (``predictive``).
+
 - ``agrees``: p >= alpha (the difference is within what both spreads explain);
 - ``close``: p < alpha but |difference| <= tolerance (percentage points);
 - ``disagrees``: p < alpha and |difference| > tolerance;
@@ -46,19 +49,36 @@ def verdict(p: float, diff: float, alpha: float, tolerance: float) -> str:
     return "close" if abs(diff) <= tolerance else "disagrees"
 
 
+def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float, float]:
+    """(t, df, two-sided p) of "``value`` is one more run from the distribution of ours" (a
+    published single run without a spread): ``t = (value - m) / (sd sqrt(1 + 1/n))``, df = n - 1."""
+    t = (value - m) / (sd * math.sqrt(1 + 1 / n)) if sd > 0 else math.copysign(math.inf, value - m)
+    return t, float(n - 1), float(2 * stats.t.sf(abs(t), n - 1))
+
+
 def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experiment: str, preset: str,
-          alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None) -> pd.DataFrame:
+          alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None,
+          mapping: dict | None = None, labels: dict | None = None) -> pd.DataFrame:
+    """One row per published number of ``target_key``. ``mapping`` {target_id: {method, metric,
+    scenario?}} says what of ours it is compared with (``labels``: method key -> label); otherwise
+    the row of the target's scenario and method label, metric ``acc``."""
     rows = []
-    ours = summary[(summary.experiment == experiment) & (summary.metric == "acc")]
+    ours = summary[summary.experiment == experiment]
     for _, tg in targets[targets.experiment == target_key].iterrows():
         scenario = SCENARIO_NAMES.get(tg.scenario, tg.scenario)
-        match = ours[(ours.scenario == scenario) & (ours.label == tg.method)]
+        label, metric = tg.method, "acc"
+        if mapping and tg.target_id in mapping:
+            m = mapping[tg.target_id]
+            label, metric = (labels or {}).get(m["method"], m["method"]), m["metric"]
+            scenario = m.get("scenario", scenario)
+        match = ours[(ours.scenario == scenario) & (ours.label == label) & (ours.metric == metric)]
         n_pub = int(tg.n_seeds) if pd.notna(tg.n_seeds) else 0
         row = {"target_id": tg.target_id, "scenario": tg.scenario, "method": tg.method,
+               "label": label, "our_scenario": scenario, "metric": metric,
                "published": tg.value, "published_sem": None, "n_published": n_pub,
-               "ours": None, "ours_sem": None, "n_ours": 0, "difference": None, "t": None, "df": None,
-               "p_value": None, "verdict": "not run", "source": tg.source, "provenance": tg.provenance,
-               "paper": tg.paper, "note": (notes or {}).get(tg.target_id, "")}
+               "ours": None, "ours_sem": None, "n_ours": 0, "difference": None, "test": None, "t": None,
+               "df": None, "p_value": None, "verdict": "not run", "source": tg.source,
+               "provenance": tg.provenance, "paper": tg.paper, "note": (notes or {}).get(tg.target_id, "")}
         if pd.notna(tg.spread) and n_pub:
             row["published_sem"] = to_sem(float(tg.spread), tg.spread_kind, n_pub)
         if len(match):
@@ -66,16 +86,24 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
             row.update(ours=m["mean"], ours_sem=m["sem"], n_ours=int(m["n"]), difference=m["mean"] - tg.value)
             if preset != "paper":
                 row["verdict"] = f"no verdict ({preset} preset)"
-            elif m["n"] < 2 or row["published_sem"] is None or n_pub < 2:
-                row["verdict"] = "no verdict (spread unknown)"
-            else:
+            elif m["n"] < 2:
+                row["verdict"] = "no verdict (one run of ours)"
+            elif row["published_sem"] is not None and n_pub >= 2:
                 t, df, p = welch(m["mean"], m["sem"], int(m["n"]), tg.value, row["published_sem"], n_pub)
-                row.update(t=t, df=df, p_value=p, verdict=verdict(p, row["difference"], alpha, tolerance))
+                row.update(test="welch", t=t, df=df, p_value=p, verdict=verdict(p, row["difference"], alpha,
+                                                                                  tolerance))
+            elif n_pub == 1:
+                t, df, p = predictive(m["mean"], m["sd"], int(m["n"]), tg.value)
+                row.update(test="single published run", t=t, df=df, p_value=p,
+                           verdict=verdict(p, row["difference"], alpha, tolerance))
+            else:
+                row["verdict"] = "no verdict (spread unknown)"
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None):
+def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None,
+         mapping=None, labels=None):
     df = audit(read_csv(summary_csv), read_csv(targets_csv), target_key or experiment, experiment,
-               preset, alpha, tolerance, notes)
+               preset, alpha, tolerance, notes, mapping, labels)
     write_csv(df, out)

@@ -22,7 +22,7 @@ def _train(a):
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
-                  a.checkpoint_every, a.stop_after_step)
+                  a.checkpoint_every, a.stop_after_step, a.precision)
     except train.Preempted as stop:
         print(f"clrepro train: {stop}", file=sys.stderr)
         sys.exit(train.Preempted.exit_code)
@@ -34,8 +34,9 @@ def _experiments(a) -> dict:
 
 
 def _labels(cfg) -> dict:
-    return {label: spec.get("label", label)
-            for exp in cfg["_experiments"].values() for label, spec in exp["methods"].items()}
+    """{(experiment, method key): label shown and matched to targets.csv}."""
+    return {(name, label): spec.get("label", label)
+            for name, exp in cfg["_experiments"].items() for label, spec in exp["methods"].items()}
 
 
 def _aggregate(a):
@@ -43,20 +44,25 @@ def _aggregate(a):
     aggregate.main(a.results, a.runs_csv, a.accuracy_csv, a.summary_csv, _labels(_experiments(a)))
 
 
-def _figures(a):
+def _figure(a):
     from . import figures
-    exp = _experiments(a)["_experiments"][a.experiment]
-    order = [spec.get("label", label) for label, spec in exp["methods"].items()]
-    figures.main(a.accuracy_csv, a.summary_csv, a.targets, a.experiment, exp.get("targets", a.experiment),
-                 exp.get("title", a.experiment), order, a.out_tasks, a.out_final)
+    cfg = _experiments(a)
+    exp = cfg["_experiments"][a.experiment]
+    labels = {k: v for (e, k), v in _labels(cfg).items() if e == a.experiment}
+    learned = [labels[k] for k, spec in exp["methods"].items() if spec["method"] == "scratch"]
+    figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
+                 list(labels.values()), a.out, learned)
 
 
 def _audit(a):
     from . import audit
     cfg = _experiments(a)
     exp = cfg["_experiments"][a.experiment]
+    # a mapped target without a scenario is the experiment's (single) scenario
+    mapping = {k: {"scenario": exp["scenarios"][0], **v} for k, v in exp.get("audit_map", {}).items()}
     audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, cfg["audit"]["alpha"],
-               cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"))
+               cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"),
+               mapping, {k: v for (e, k), v in _labels(cfg).items() if e == a.experiment})
 
 
 def _report(a):
@@ -105,6 +111,8 @@ def main(argv=None) -> None:
     t.add_argument("--checkpoint-every", type=float, default=600.0, metavar="SECONDS",
                    help="also checkpoint inside a task this often (0: only after each task and on "
                         "SIGTERM/SIGINT); default 600")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="bf16 autocasts the forward pass; auto: bf16 for CNNs on a GPU, else fp32")
     t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
     t.add_argument("--stop-after-step", type=int, help=argparse.SUPPRESS)
     t.set_defaults(fn=_train)
@@ -122,14 +130,14 @@ def main(argv=None) -> None:
     g.add_argument("--summary-csv", required=True)
     g.set_defaults(fn=_aggregate)
 
-    f = analysis("figures", "draw an experiment's figures")
+    f = analysis("figure", "draw one of an experiment's figures")
+    f.add_argument("kind", help="accuracy_per_task, final_accuracy, average_accuracy or task_bars")
     f.add_argument("--experiment", required=True)
     f.add_argument("--accuracy-csv", required=True)
     f.add_argument("--summary-csv", required=True)
-    f.add_argument("--targets", default="config/targets.csv")
-    f.add_argument("--out-tasks", required=True)
-    f.add_argument("--out-final", required=True)
-    f.set_defaults(fn=_figures)
+    f.add_argument("--audit", required=True, help="the experiment's audit table (published values)")
+    f.add_argument("--out", required=True)
+    f.set_defaults(fn=_figure)
 
     u = analysis("audit", "compare an experiment's results with the published numbers")
     u.add_argument("--experiment", required=True)

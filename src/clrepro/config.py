@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from . import data as datasets
 from . import methods
 from .methods.base import derive_seed
 
@@ -79,7 +80,17 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
     if config.get("seeds"):   # one number of seeds for every experiment (e.g. --config seeds=5)
         for exp in config["_experiments"].values():
             exp["seeds"] = config["seeds"]
+    try:
+        datasets.check_checksums(sorted({d for e in config["_experiments"].values() for d in dataset_names(e)}),
+                                 config["data"].get("checksums") or {})
+    except KeyError as err:
+        raise ConfigError(f"{path}: data.checksums: {err.args[0]}") from None
     return config
+
+
+def dataset_names(exp: dict) -> list[str]:
+    """The datasets an experiment reads (``dataset``: one name or a list, concatenated)."""
+    return exp["dataset"] if isinstance(exp["dataset"], list) else [exp["dataset"]]
 
 
 def load_experiment(path: Path, config: dict) -> dict:
@@ -154,10 +165,12 @@ def resolve(config: dict, run: Run) -> dict:
         "model": exp["model"],
         "optimizer": exp["optimizer"],
         "batch_size": exp["batch_size"],
-        "iters_per_task": exp["iters_per_task"],
         "train_subset": exp.get("train_subset"),
         "data": {"root": config["data"]["root"], "checksums": config["data"].get("checksums") or {}},
     }
+    # a task is iters_per_task steps, or else epochs_per_task passes over its data
+    steps = "iters_per_task" if exp.get("iters_per_task") else "epochs_per_task"
+    spec[steps] = exp[steps]
     spec["spec_hash"] = spec_hash(spec)
     return spec
 

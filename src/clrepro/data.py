@@ -1,27 +1,32 @@
-"""Datasets: fetch (official mirrors or a local mirror folder), verify, and load as device tensors.
+"""Datasets: fetch (official mirrors or a local mirror folder), verify, and load as tensors.
 
-Files are fetched into a temporary file beside the destination, md5-verified against the
-checksums torchvision ships with its dataset classes, and only then renamed into place, so an
-interrupted or corrupt download never leaves a half-written file in ``data/``.
+Every file is written to a temporary file beside its destination, md5-verified against the
+checksums torchvision ships with its dataset classes (or ``checksums`` overrides, keyed by the
+path relative to the dataset folder), and only then renamed into place, so an interrupted or
+corrupt download never leaves a half-written file in ``data/``. MNIST's ``.gz`` files are
+unpacked beside them; of a CIFAR archive only the expected regular files are extracted, each
+verified, and its pickles are verified again before ``load`` unpickles them.
 """
 from __future__ import annotations
 
 import gzip
 import os
 import shutil
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
-from torchvision.datasets import MNIST
+from torchvision.datasets import CIFAR10, CIFAR100, MNIST
 from torchvision.datasets.utils import calculate_md5, download_url
 
 from .atomic import atomic_path
 
 MIRROR_ENV = "CLREPRO_DATA_MIRROR"
 
-#: dataset name -> (torchvision class, folder under the data root holding the raw files)
-DATASETS = {"mnist": (MNIST, "MNIST/raw")}
+#: dataset name -> (torchvision class, its folder under the data root)
+DATASETS = {"mnist": (MNIST, "MNIST/raw"), "cifar10": (CIFAR10, "CIFAR10"), "cifar100": (CIFAR100, "CIFAR100")}
 
 
 class ChecksumError(RuntimeError):
@@ -39,18 +44,6 @@ class TensorDataset:
         return TensorDataset(self.x.to(device), self.y.to(device))
 
 
-def resources(name: str, checksums: dict[str, str] | None = None) -> list[tuple[str, str]]:
-    """(file name, md5) pairs of a dataset: torchvision's, unless ``checksums`` overrides them."""
-    cls, _ = _lookup(name)
-    res = list(cls.resources)
-    if checksums:
-        unknown = set(checksums) - {f for f, _ in res}
-        if unknown:
-            raise KeyError(f"data.checksums names files that {name} does not have: {sorted(unknown)}")
-        res = [(f, checksums.get(f, md5)) for f, md5 in res]
-    return res
-
-
 def _lookup(name: str):
     try:
         return DATASETS[name]
@@ -58,8 +51,57 @@ def _lookup(name: str):
         raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
 
 
+def _is_archive(cls) -> bool:
+    return issubclass(cls, CIFAR10)
+
+
+def _official(name: str) -> list[tuple[str, str]]:
+    cls, _ = _lookup(name)
+    if not _is_archive(cls):
+        return [(f, md5) for f, md5 in cls.resources]
+    members = cls.train_list + cls.test_list + [[cls.meta["filename"], cls.meta["md5"]]]
+    return [(cls.filename, cls.tgz_md5)] + [(f"{cls.base_folder}/{f}", md5) for f, md5 in members]
+
+
+def check_checksums(names: list[str], checksums: dict[str, str]) -> None:
+    """Raise KeyError naming the ``checksums`` keys that are files of none of the datasets ``names``."""
+    known = {f for name in names for f, _ in _official(name)}
+    unknown = sorted(set(checksums) - known)
+    if unknown:
+        raise KeyError(f"data.checksums names files that none of {sorted(names)} has: {unknown}")
+
+
+def resources(name: str, checksums: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """(path relative to ``raw_folder``, md5) of each file of a dataset (for CIFAR: the archive,
+    then its members): torchvision's md5s, unless ``checksums`` overrides them. Keys of the other
+    datasets are ignored; a key of no known dataset raises KeyError."""
+    res = _official(name)
+    if checksums:
+        check_checksums(list(DATASETS), checksums)
+        res = [(f, checksums.get(f, md5)) for f, md5 in res]
+    return res
+
+
 def raw_folder(root: str | os.PathLike, name: str) -> Path:
     return Path(root) / _lookup(name)[1]
+
+
+def dataset_folder(root: str | os.PathLike, name: str) -> Path:
+    """The top folder of a dataset under the data root (``MNIST``, ``CIFAR10``, ...), what DVC tracks."""
+    return Path(root) / _lookup(name)[1].split("/")[0]
+
+
+def outputs(root: str | os.PathLike, name: str, checksums: dict[str, str] | None = None) -> list[Path]:
+    """Every file ``fetch`` leaves in place: MNIST's ``.gz`` files and their unpacked copies, or
+    CIFAR's archive and its extracted members."""
+    cls, _ = _lookup(name)
+    folder = raw_folder(root, name)
+    out = []
+    for f, _ in resources(name, checksums):
+        out.append(folder / f)
+        if not _is_archive(cls) and f.endswith(".gz"):
+            out.append(folder / f[:-3])
+    return out
 
 
 def verify(path: Path, md5: str, name: str | None = None) -> None:
@@ -70,35 +112,45 @@ def verify(path: Path, md5: str, name: str | None = None) -> None:
 
 def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
           checksums: dict[str, str] | None = None) -> list[Path]:
-    """Fetch, verify and unpack the raw files of ``name`` into ``root``; return the final paths.
+    """Fetch, verify and unpack the files of ``name`` into ``root``; return ``outputs(...)``.
 
     The ``CLREPRO_DATA_MIRROR`` environment variable, else ``mirror``, names a local folder with
-    the official files, searched as given and under ``<mirror>/<Dataset>/raw``; without one the
-    official mirrors are used.  Files already present and valid are kept.
+    the official files, searched as given and under ``<mirror>/<dataset folder>`` (``MNIST/raw``,
+    ``CIFAR10``, ``CIFAR100``); without one the official mirrors are used. Files already present
+    and valid are kept; present but invalid ones raise ChecksumError.
     """
     mirror = os.environ.get(MIRROR_ENV) or mirror or None
     cls, sub = _lookup(name)
     dest = raw_folder(root, name)
     dest.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fname, md5 in resources(name, checksums):
-        final = dest / fname
-        if final.exists():
-            verify(final, md5)
-        else:
-            with atomic_path(final) as tmp:
-                if mirror:
-                    shutil.copyfile(_find_in_mirror(Path(mirror), sub, fname), tmp)
-                else:
-                    _download(cls, fname, tmp)
-                verify(tmp, md5, name=fname)
-        out.append(final)
-        if fname.endswith(".gz"):
-            unpacked = final.with_suffix("")
-            if not unpacked.exists():
-                _gunzip_atomic(final, unpacked)
-            out.append(unpacked)
-    return out
+
+    def get(fname: str) -> Callable[[Path], None]:
+        if mirror:
+            return lambda tmp: shutil.copyfile(_find_in_mirror(Path(mirror), sub, fname), tmp)
+        return lambda tmp: _download(cls, fname, tmp)
+
+    res = resources(name, checksums)
+    if _is_archive(cls):
+        (archive, md5), members = res[0], res[1:]
+        _extract(_fetch_file(dest / archive, md5, archive, get(archive)), dest, members)
+    else:
+        for fname, md5 in res:
+            gz = _fetch_file(dest / fname, md5, fname, get(fname))
+            if fname.endswith(".gz") and not gz.with_suffix("").exists():
+                _gunzip_atomic(gz, gz.with_suffix(""))
+    return outputs(root, name, checksums)
+
+
+def _fetch_file(final: Path, md5: str, label: str, write: Callable[[Path], None]) -> Path:
+    """Keep ``final`` if present (it must match ``md5``); else ``write`` a temporary file beside it,
+    verify it and rename it into place."""
+    if final.exists():
+        verify(final, md5, label)
+    else:
+        with atomic_path(final) as tmp:
+            write(tmp)
+            verify(tmp, md5, label)
+    return final
 
 
 def _find_in_mirror(mirror: Path, sub: str, fname: str) -> Path:
@@ -109,30 +161,83 @@ def _find_in_mirror(mirror: Path, sub: str, fname: str) -> Path:
 
 
 def _download(cls, fname: str, target: Path) -> None:
+    urls = [base + fname for base in cls.mirrors] if hasattr(cls, "mirrors") else [cls.url]
     errors = []
-    for base in cls.mirrors:
+    for url in urls:
+        target.unlink(missing_ok=True)      # else download_url takes the empty placeholder for the file
         try:
-            download_url(base + fname, str(target.parent), filename=target.name, md5=None)
+            download_url(url, str(target.parent), filename=target.name, md5=None)
             return
         except Exception as exc:  # try the next official mirror
-            errors.append(f"{base}: {exc}")
-    raise RuntimeError(f"could not download {fname} from any mirror:\n  " + "\n  ".join(errors))
+            errors.append(f"{url}: {exc}")
+    raise RuntimeError(f"could not download {fname}:\n  " + "\n  ".join(errors))
 
 
 def _gunzip_atomic(src: Path, dst: Path) -> None:
-    with atomic_path(dst) as tmp, gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-        shutil.copyfileobj(fin, fout)
+    with atomic_path(dst) as tmp, gzip.open(src, "rb") as fin:
+        _save(fin, tmp)
+
+
+def _save(stream, path: Path) -> None:
+    with open(path, "wb") as fout:
+        shutil.copyfileobj(stream, fout)
+
+
+def _extract(archive: Path, dest: Path, members: list[tuple[str, str]]) -> None:
+    """Extract the regular files named ``members`` (path relative to ``dest``, md5) from the
+    tarball, each verified; every other entry (links, absolute or ``..`` paths, extras) is
+    ignored, and no member name is ever used as a path."""
+    todo = {}
+    for rel, md5 in members:
+        if (dest / rel).exists():
+            verify(dest / rel, md5, rel)
+        else:
+            todo[rel] = md5
+    if not todo:
+        return
+    with tarfile.open(archive, "r|*") as tar:
+        for entry in tar:
+            rel = entry.name.removeprefix("./")
+            if entry.isfile() and rel in todo:
+                stream = tar.extractfile(entry)
+                _fetch_file(dest / rel, todo.pop(rel), rel, lambda tmp: _save(stream, tmp))
+    if todo:
+        raise FileNotFoundError(f"{archive.name} has no regular file {', '.join(sorted(todo))}")
 
 
 def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, str] | None = None
          ) -> TensorDataset:
-    """Load a split through torchvision's dataset class as one float tensor in [0, 1]."""
+    """Load a split through torchvision's dataset class: x float32 in [0, 1] (MNIST flattened to
+    (N, 784), CIFAR (N, 3, 32, 32)), y long (CIFAR-100: the fine labels)."""
     cls, _ = _lookup(name)
     folder = raw_folder(root, name)
-    for fname, md5 in resources(name, checksums):
-        if not (folder / fname).exists():
-            raise FileNotFoundError(f"{folder / fname} is missing: run `clrepro download {name}` first")
-    # md5s are verified when fetching (``fetch``); here only the files' presence is checked.
+    md5s = dict(resources(name, checksums))
+    if _is_archive(cls):
+        return _load_cifar(cls, name, folder, train, md5s)
+    _require(folder, md5s, name)    # md5s verified when fetching; IDX files are not pickles
     ds = cls(str(root), train=train, download=False)
     x = ds.data.to(torch.float32).div_(255.0)
     return TensorDataset(x.reshape(len(x), -1), ds.targets.to(torch.long))
+
+
+def _load_cifar(cls, name: str, folder: Path, train: bool, md5s: dict[str, str]) -> TensorDataset:
+    """The split's pickles and meta are md5-verified before anything is unpickled; torchvision
+    then checks and reads exactly these files, with the same md5s."""
+    base = cls.base_folder
+    split = [[f, md5s[f"{base}/{f}"]] for f, _ in (cls.train_list if train else cls.test_list)]
+    meta = {**cls.meta, "md5": md5s[f"{base}/{cls.meta['filename']}"]}
+    files = {f"{base}/{f}": md5 for f, md5 in split + [[meta["filename"], meta["md5"]]]}
+    _require(folder, files, name)
+    for f, md5 in files.items():
+        verify(folder / f, md5, f)
+    checked = type(cls.__name__, (cls,), {"train_list": split if train else [],
+                                          "test_list": [] if train else split, "meta": meta})
+    ds = checked(str(folder), train=train, download=False)
+    x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+    return TensorDataset(x, torch.tensor(ds.targets, dtype=torch.long))
+
+
+def _require(folder: Path, files, name: str) -> None:
+    for f in files:
+        if not (folder / f).exists():
+            raise FileNotFoundError(f"{folder / f} is missing: run `clrepro download {name}` first")

@@ -12,7 +12,6 @@ import seaborn as sns  # noqa: E402
 
 from .aggregate import read_csv  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
-from .audit import SCENARIO_NAMES  # noqa: E402
 
 SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 
@@ -41,25 +40,31 @@ def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str
     _save(g.figure, path)
 
 
-def final_accuracy(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, title: str,
-                   path: Path, order: list[str] | None = None) -> None:
+def _published(audit: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The audit's published values of one metric, with their error bars (SEM, when known)."""
+    a = audit[audit.metric == metric] if len(audit) else audit
+    return a.assign(err=a["published_sem"].fillna(0)) if len(a) else a
+
+
+def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path,
+                   order: list[str] | None = None) -> None:
     """Final average accuracy per method and scenario (mean +- SEM), the published value marked."""
     s = summary[summary.metric == "acc"].copy()
-    t = targets[targets.experiment == target_key].copy()
-    t["scenario"] = t["scenario"].map(SCENARIO_NAMES).fillna(t["scenario"])
+    pub_all = _published(audit, "acc")
     scen = [x for x in ("task", "domain", "class") if x in set(s.scenario)]
     order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
-    fig, axes = plt.subplots(1, len(scen), figsize=(4.2 * len(scen), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(scen), figsize=(max(4.2, 0.55 * len(order) + 1.5) * len(scen), 3.6),
+                             sharey=True, squeeze=False)
     for ax, sc in zip(axes[0], scen):
         ours = s[s.scenario == sc].set_index("label").reindex(order)
         x = range(len(order))
         ax.bar(x, ours["mean"], yerr=ours["sem"], color=sns.color_palette("deep", len(order)),
                capsize=3, label="ours (mean ± SEM)")
-        pub = t[t.scenario == sc].set_index("method")
-        px = [i for i, m in enumerate(order) if m in pub.index]
+        pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label") if len(pub_all) else []
+        px = [i for i, m in enumerate(order) if m in getattr(pub, "index", [])]
         if px:
-            vals = [pub.loc[order[i], "value"] for i in px]
-            ax.errorbar(px, vals, yerr=[pub.loc[order[i], "spread"] for i in px], fmt="D", color="black",
+            ax.errorbar(px, [pub.loc[order[i], "published"] for i in px],
+                        yerr=[pub.loc[order[i], "err"] for i in px], fmt="D", color="black",
                         markersize=5, capsize=3, label="published")
         ax.set_xticks(list(x), order, rotation=45, ha="right")
         ax.set_title(SCENARIO_TITLES[sc])
@@ -70,11 +75,86 @@ def final_accuracy(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str
     _save(fig, path)
 
 
-def main(accuracy_csv, summary_csv, targets_csv, experiment, target_key, title, order, out_tasks,
-         out_final) -> None:
-    """Draw one experiment's figures; ``order`` lists the method labels in the config's order."""
+def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path,
+                     order: list[str] | None = None) -> None:
+    """Mean accuracy over the tasks seen so far vs the number of tasks trained, one line per method
+    (mean +- SEM over seeds), one panel per scenario (Zenke et al. 2017, permuted MNIST figure);
+    the published final values marked at the last task."""
+    a = acc[(acc.after_task > 0) & (acc.task <= acc.after_task)]
+    curve = a.groupby(["scenario", "label", "seed", "after_task"], as_index=False)["accuracy"].mean()
+    scen = [x for x in ("task", "domain", "class") if x in set(curve.scenario)]
+    order = [m for m in (order or []) if m in set(curve.label)] or None
+    pub_all = _published(audit, "acc")
+    fig, axes = plt.subplots(1, len(scen), figsize=(4.8 * len(scen), 3.6), sharey=True, squeeze=False)
+    palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep", curve.label.nunique())))
+    for ax, sc in zip(axes[0], scen):
+        sns.lineplot(data=curve[curve.scenario == sc], x="after_task", y="accuracy", hue="label",
+                     hue_order=order, palette=palette, errorbar="se", marker="o", markersize=4, ax=ax,
+                     legend=ax is axes[0][-1])
+        last = int(curve.after_task.max())
+        for _, p in (pub_all[pub_all.our_scenario == sc].iterrows() if len(pub_all) else []):
+            ax.errorbar([last + 0.15], [p["published"]], yerr=[p["err"]], fmt="D", markersize=5, capsize=3,
+                        color=palette.get(p["label"], "black"), markeredgecolor="black")
+        ax.set_title(SCENARIO_TITLES[sc])
+        ax.set_xlabel("tasks trained")
+        ax.set_ylabel("average accuracy on tasks so far (%)")
+        ax.set_xticks(range(1, last + 1))
+    if axes[0][-1].get_legend():
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="method (◆ published)",
+                        fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path,
+              order: list[str] | None = None, learned: list[str] = ()) -> None:
+    """Accuracy on each task after the last one, bars per method (mean +- SEM), the published
+    values marked (Zenke et al. 2017, split CIFAR-10/100 bar plot). Methods in ``learned`` (from
+    scratch) are scored on each task right after training it."""
+    s = summary[summary.metric.str.match(r"(acc|learned)_task\d+$")].copy()
+    s["kind"], s["task"] = s.metric.str.split("_task").str[0], s.metric.str.split("_task").str[1].astype(int)
+    s = s[(s.kind == "learned") == s.label.isin(list(learned))]
+    order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
+    tasks = sorted(s.task.unique())
+    width = 0.8 / len(order)
+    fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2.5, 3.8))
+    colours = sns.color_palette("deep", len(order))
+    pub = audit[audit.metric.str.match(r"(acc|learned)_task\d+$")] if len(audit) else audit
+    for i, (label, colour) in enumerate(zip(order, colours)):
+        ours = s[s.label == label].set_index("task").reindex(tasks)
+        x = [t - 0.4 + width * (i + 0.5) for t in tasks]
+        ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, capsize=2, label=label)
+        mine = pub[pub.label == label] if len(pub) else pub
+        for _, p in (mine.iterrows() if len(mine) else []):
+            t = int(p["metric"].split("_task")[1])
+            ax.errorbar([t - 0.4 + width * (i + 0.5)], [p["published"]],
+                        yerr=[0 if pd.isna(p["published_sem"]) else p["published_sem"]],
+                        fmt="D", color="black", markersize=4, capsize=2)
+    ax.set_xticks(tasks, [f"task {t}" for t in tasks])
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 101)
+    ax.plot([], [], "D", color="black", label="published (± SEM)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
+    ax.set_title(title)
+    _save(fig, path)
+
+
+KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars")
+
+
+def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
+         learned: list[str] = ()) -> None:
+    """Draw one figure of one experiment; ``order`` lists the method labels in the config's order."""
     sns.set_theme(style="whitegrid", context="paper")
-    acc, summary = read_csv(accuracy_csv), read_csv(summary_csv)
-    accuracy_per_task(acc[acc.experiment == experiment], title, Path(out_tasks), order)
-    final_accuracy(summary[summary.experiment == experiment], read_csv(targets_csv), target_key, title,
-                   Path(out_final), order)
+    acc, summary, audit = read_csv(accuracy_csv), read_csv(summary_csv), read_csv(audit_csv)
+    acc, summary = acc[acc.experiment == experiment], summary[summary.experiment == experiment]
+    if kind == "accuracy_per_task":
+        accuracy_per_task(acc, title, Path(out), order)
+    elif kind == "final_accuracy":
+        final_accuracy(summary, audit, title, Path(out), order)
+    elif kind == "average_accuracy":
+        average_accuracy(acc, audit, title, Path(out), order)
+    elif kind == "task_bars":
+        task_bars(summary, audit, title, Path(out), order, learned)
+    else:
+        raise ValueError(f"figures: unknown figure {kind!r}; known: {', '.join(KINDS)}")

@@ -53,6 +53,20 @@ def forgetting(R) -> float:
     return float(np.mean([R[j:T - 1, j].max() - R[T - 1, j] for j in range(T - 1)]))
 
 
+def learned_accuracy(R) -> float:
+    """1/T sum_j R[j, j]: mean accuracy on each task right after training it."""
+    return float(np.diag(_R(R)).mean())
+
+
+def per_task(R) -> dict[str, float]:
+    """Each task's final accuracy ``acc_task{j}`` = R[T-1, j-1] and its accuracy right after it was
+    trained ``learned_task{j}`` = R[j-1, j-1] (tasks numbered from 1)."""
+    R = _R(R)
+    out = {f"acc_task{j + 1}": float(R[-1, j]) for j in range(len(R))}
+    out.update({f"learned_task{j + 1}": float(R[j, j]) for j in range(len(R))})
+    return out
+
+
 def summary(R, b) -> dict[str, float]:
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
             "fwt": forward_transfer(R, b), "forgetting": forgetting(R)}

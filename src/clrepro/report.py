@@ -14,6 +14,7 @@ from .aggregate import read_csv
 from .atomic import atomic_path
 from .figures import SCENARIO_TITLES
 
+OTHER_METRICS = ("bwt", "fwt", "forgetting", "learned")
 VERDICT_COLOURS = {"agrees": "#d4edda", "close": "#fff3cd", "disagrees": "#f8d7da"}
 
 CSS = """
@@ -62,7 +63,7 @@ def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> p
 
 
 def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
-    s = summary[(summary.experiment == experiment) & (summary.metric != "acc")]
+    s = summary[(summary.experiment == experiment) & summary.metric.isin(OTHER_METRICS)]
     s = s.assign(value=s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"])
                                else f"{r['mean']:.2f}", axis=1))
     t = s.pivot_table(index=["scenario", "label"], columns="metric", values="value", aggfunc="first")

@@ -18,6 +18,7 @@ so that a future task's classes are scored among the classes seen up to it).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,9 +44,14 @@ class Task:
         x = self.x if idx is None else self.x.index_select(0, idx)
         return x if self.perm is None else x.index_select(1, self.perm)
 
-    def to(self, device) -> "Task":
+    def to(self, device, memory_format=torch.contiguous_format, moved: dict | None = None) -> "Task":
+        """On ``device``; ``moved`` maps tensors already moved (shared inputs move once)."""
+        moved = {} if moved is None else moved
+        if id(self.x) not in moved:
+            x = self.x.to(device)
+            moved[id(self.x)] = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
         perm = None if self.perm is None else self.perm.to(device)
-        return Task(self.x.to(device), self.p.to(device), perm)
+        return Task(moved[id(self.x)], self.p.to(device), perm)
 
 
 @dataclass
@@ -57,8 +63,12 @@ class Benchmark:
     classes_per_task: int
     train: list[Task]
     test: list[Task]
-    input_dim: int
+    input_shape: tuple[int, ...]
     meta: dict = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
 
     @property
     def n_tasks(self) -> int:
@@ -82,10 +92,13 @@ class Benchmark:
         """Target index within the active slice (see module docstring)."""
         return p if self.scenario == "class" else p - self.classes_per_task * task
 
-    def to(self, device) -> "Benchmark":
+    def to(self, device, memory_format=torch.contiguous_format) -> "Benchmark":
+        """On ``device``; image inputs in ``memory_format`` (e.g. channels-last)."""
+        moved: dict = {}
         return Benchmark(self.name, self.scenario, self.classes_per_task,
-                         [t.to(device) for t in self.train], [t.to(device) for t in self.test],
-                         self.input_dim, self.meta)
+                         [t.to(device, memory_format, moved) for t in self.train],
+                         [t.to(device, memory_format, moved) for t in self.test],
+                         self.input_shape, self.meta)
 
 
 def _check_scenario(scenario: str) -> None:
@@ -123,7 +136,7 @@ def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[
         return out
 
     groups = [order[k * t:k * t + k] for t in range(len(tasks))]
-    return Benchmark(name, scenario, k, make(train), make(test), train.x.shape[1],
+    return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]),
                      {"class_order": order, "task_classes": groups})
 
 
@@ -140,6 +153,8 @@ def permuted(train: TensorDataset, test: TensorDataset, scenario: str, n_tasks: 
              first_identity: bool = True, name: str = "permuted") -> Benchmark:
     """Permuted benchmark: every task is the whole dataset under its own pixel permutation."""
     _check_scenario(scenario)
+    if train.x.dim() != 2:
+        raise ValueError(f"a permuted benchmark needs flat inputs (N, D), got shape {tuple(train.x.shape)}")
     k = int(train.y.max()) + 1
     perms = permutations(n_tasks, train.x.shape[1], perm_seed, first_identity)
 
@@ -147,5 +162,5 @@ def permuted(train: TensorDataset, test: TensorDataset, scenario: str, n_tasks: 
         return [Task(ds.x, ds.y + k * t, None if (first_identity and t == 0) else perms[t])
                 for t in range(n_tasks)]
 
-    return Benchmark(name, scenario, k, make(train), make(test), train.x.shape[1],
+    return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]),
                      {"perm_seed": perm_seed})

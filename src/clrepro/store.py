@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from . import config as clconfig
 from . import data as datasets
@@ -25,8 +26,8 @@ def targets(cfg: dict) -> list[Path]:
     """What DVC tracks for this configuration: each dataset folder of its experiments and the
     preset's checkpoint folder (those that exist)."""
     root = Path(cfg["data"]["root"])
-    names = sorted({exp["dataset"] for exp in cfg["_experiments"].values()})
-    found = [datasets.raw_folder(root, n).parent for n in names]
+    names = sorted({d for exp in cfg["_experiments"].values() for d in clconfig.dataset_names(exp)})
+    found = [datasets.dataset_folder(root, n) for n in names]
     found.append(Path(cfg["checkpoints"]) / cfg["preset"])
     return [p for p in found if p.exists()]
 
@@ -69,9 +70,11 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
             rows.append(row | {"status": "missing", "max_abs_diff": None})
             continue
         bench = build_benchmark(spec).to(device)
-        model = models.build(spec["model"], bench.input_dim, bench.n_outputs).to(device)
+        model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(device)
         model.load_state_dict(found[1]["model"])
-        again = evaluate(model, bench, upto=last)
+        bf16 = result["provenance"].get("precision") == "bf16"   # evaluated as it was trained
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            again = evaluate(model, bench, upto=last)
         diff = max(abs(a - b) for a, b in zip(again, result["R"][-1]))
         rows.append(row | {"status": "agrees" if diff == 0 else "differs", "max_abs_diff": diff})
     table = pd.DataFrame(rows)

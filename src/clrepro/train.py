@@ -28,11 +28,27 @@ from .methods.base import forward
 log = logging.getLogger("clrepro.train")
 
 
-def build_benchmark(spec: dict) -> scenarios.Benchmark:
-    name, bench = spec["dataset"], spec["benchmark"]
+def load_datasets(spec: dict) -> tuple[datasets.TensorDataset, datasets.TensorDataset]:
+    """The train and test sets; a list of datasets is concatenated, each one's labels shifted past
+    the previous ones' (CIFAR-10 then CIFAR-100: classes 0-9, then 10-109)."""
+    names = spec["dataset"] if isinstance(spec["dataset"], list) else [spec["dataset"]]
     root, checksums = spec["data"]["root"], spec["data"]["checksums"]
-    train = datasets.load(name, root, train=True, checksums=checksums)
-    test = datasets.load(name, root, train=False, checksums=checksums)
+    parts, offset = [], 0
+    for name in names:
+        train = datasets.load(name, root, train=True, checksums=checksums)
+        test = datasets.load(name, root, train=False, checksums=checksums)
+        parts.append((train.x, train.y + offset, test.x, test.y + offset))
+        offset += int(max(train.y.max(), test.y.max())) + 1
+    if len(parts) == 1:
+        x, y, xt, yt = parts[0]
+    else:
+        x, y, xt, yt = (torch.cat(column) for column in zip(*parts))
+    return datasets.TensorDataset(x, y), datasets.TensorDataset(xt, yt)
+
+
+def build_benchmark(spec: dict) -> scenarios.Benchmark:
+    bench = spec["benchmark"]
+    train, test = load_datasets(spec)
     if spec.get("train_subset"):   # reduced presets: the same fraction of every class
         train = _subset(train, spec["train_subset"], spec["seeds"]["data"])
     if bench["type"] == "split":
@@ -192,9 +208,30 @@ def _set_rng_state(state: dict | None, dev: torch.device) -> None:
 
 # -- the loop --------------------------------------------------------------------------------------
 
+def execution(spec: dict, dev: torch.device, precision: str = "auto") -> dict:
+    """How the arithmetic runs: ``precision`` "fp32" or "bf16" (autocast of the forward pass;
+    "auto": bf16 for convolutional networks on a GPU, where it pays) and channels-last memory
+    (convolutional networks on a GPU). Recorded with every result."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision: {precision!r} is not one of auto, fp32, bf16")
+    conv_on_gpu = dev.type == "cuda" and spec["model"].get("type") == "cnn"
+    if precision == "auto":
+        precision = "bf16" if conv_on_gpu else "fp32"
+    return {"precision": precision, "channels_last": conv_on_gpu}
+
+
+def steps_per_task(spec: dict, n_samples: int) -> int:
+    """``iters_per_task``, or ``epochs_per_task`` passes over the task's ``n_samples`` in full
+    batches (an epoch is floor(n / batch) steps; the remainder falls in the next reshuffle)."""
+    if spec.get("iters_per_task"):
+        return spec["iters_per_task"]
+    return spec["epochs_per_task"] * max(1, n_samples // spec["batch_size"])
+
+
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
         device: str = "auto", threads: int | None = None, stop_after_task: int | None = None,
-        checkpoint_every: float | None = 600.0, stop_after_step: int | None = None) -> dict:
+        checkpoint_every: float | None = 600.0, stop_after_step: int | None = None,
+        precision: str = "auto") -> dict:
     """Train one run and write its result JSON to ``out``.
 
     With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
@@ -206,17 +243,21 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         torch.set_num_threads(threads)
     dev = select_device(device)
     prov = provenance.collect(dev, Path(__file__).resolve().parents[2])   # the code that runs now
-    bench = build_benchmark(spec).to(dev)
+    prov.update(execution(spec, dev, precision))
+    memory = torch.channels_last if prov["channels_last"] else torch.contiguous_format
+    amp = {"device_type": dev.type, "dtype": torch.bfloat16, "enabled": prov["precision"] == "bf16"}
+    bench = build_benchmark(spec).to(dev, memory)
     torch.manual_seed(spec["seeds"]["init"])
-    model = models.build(spec["model"], bench.input_dim, bench.n_outputs).to(dev)
+    model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
     method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
     optimizer = make_optimizer(model, spec)
     reset = spec["optimizer"].get("reset_per_task", False)
 
     ckpt_dir = Path(checkpoints) if checkpoints else None
-    rows, losses, seconds = [], [], []
+    rows, losses, seconds, steps = [], [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
-    random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
+    with torch.autocast(**amp):
+        random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
     start, partial = 0, None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
     if resumed:
@@ -226,6 +267,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         method.load_state_dict(state["method"])
         _set_rng_state(state.get("rng"), dev)
         rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
+        steps = meta.get("steps", [])
         random_init = meta["random_init"]
         if meta.get("step") is None:
             start = meta["task"] + 1
@@ -239,31 +281,35 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "method": method.state_dict(), "rng": _rng_state(dev)}
         meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
-                "random_init": random_init, "train_loss": losses, "seconds": seconds, "run": _run_id(spec)}
+                "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
+                "run": _run_id(spec)}
         if step is not None:
             state["task_state"], state["loop"] = method.task_state(), loop
         save_checkpoint(ckpt_dir, t, state, meta, step)
 
-    B, iters = spec["batch_size"], spec["iters_per_task"]
+    B = spec["batch_size"]
     every = checkpoint_every or None   # 0 or None: no timer
     with _StopSignals(enabled=ckpt_dir is not None) as stop:
         for t in range(start, bench.n_tasks):
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
+            iters = steps_per_task(spec, method.sampler.size)
             if partial is not None:
                 step0, task_state, loop = partial
+                model.load_state_dict(state["model"])   # as saved, whatever begin_task did
                 method.load_task_state(task_state)
                 loss_sum = loop["loss_sum"].to(dev)
                 t0 -= loop["seconds"]
                 partial = None
             else:
                 step0, loss_sum = 0, torch.zeros((), device=dev)
-                if reset and t > 0:
+                if (reset or method.fresh_optimizer) and t > 0:
                     optimizer = make_optimizer(model, spec)
             model.train()
             for step in range(step0, iters):
                 batches = method.train_batches(B)
-                loss = method.loss(forward(model, batches), batches)
+                with torch.autocast(**amp):
+                    loss = method.loss(forward(model, batches), batches)
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 method.after_backward()
@@ -281,8 +327,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                         raise Preempted(f"stopped at step {step + 1} of task {t}; checkpoint in {ckpt_dir}")
             if t < bench.n_tasks - 1:  # consolidation after the last task would never be used
                 method.end_task(t)
-            rows.append(evaluate(model, bench, upto=t))
+            with torch.autocast(**amp):
+                rows.append(evaluate(model, bench, upto=t))
             losses.append(float(loss_sum) / iters)
+            steps.append(iters)
             seconds.append(time.perf_counter() - t0)
             log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, losses[-1],
                      " ".join(f"{a:.4f}" for a in rows[-1]), seconds[-1])
@@ -298,8 +346,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "method_class": spec["method_class"],
         "hyperparameters": spec["hyperparameters"],
         "seeds": spec["seeds"],
-        "protocol": {k: spec[k] for k in ("dataset", "benchmark", "model", "optimizer", "batch_size",
-                                          "iters_per_task", "train_subset")},
+        "protocol": {k: spec.get(k) for k in ("dataset", "benchmark", "model", "optimizer", "batch_size",
+                                              "iters_per_task", "epochs_per_task", "train_subset")},
         "spec_hash": spec["spec_hash"],
         "task_classes": bench.meta.get("task_classes"),
         "R": rows,
@@ -307,6 +355,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "metrics": metrics.summary(rows, random_init),
         "train_loss": losses,
         "seconds_per_task": seconds,
+        "steps_per_task": steps,
         "resumed": bool(resumed),
         "provenance": prov,
     }

@@ -16,23 +16,21 @@ rule aggregate:
         "--accuracy-csv {output.accuracy} --summary-csv {output.summary} > {log} 2>&1"
 
 
-rule figures:
+rule figure:
     input:
         accuracy=f"{OUT}/accuracy.csv",
         summary=f"{OUT}/summary.csv",
-        targets=TARGETS,
+        audit=f"{OUT}/audit/{{experiment}}_audit.csv",
         experiment=lambda w: experiment_config(w.experiment),
     output:
-        tasks=report(f"{OUT}/figures/{{experiment}}_accuracy_per_task.png",
-                     caption="../report/accuracy_per_task.rst", category="Figures"),
-        final=report(f"{OUT}/figures/{{experiment}}_final_accuracy.png",
-                     caption="../report/final_accuracy.rst", category="Figures"),
+        report(f"{OUT}/figures/{{experiment}}_{{kind}}.png", caption="../report/figure.rst", category="Figures",
+               subcategory="{experiment}"),
     log:
-        f"logs/{PRESET}/figures_{{experiment}}.log",
+        f"logs/{PRESET}/figure_{{experiment}}_{{kind}}.log",
     shell:
-        "clrepro figures --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
-        "--accuracy-csv {input.accuracy} --summary-csv {input.summary} --targets {input.targets} "
-        "--out-tasks {output.tasks} --out-final {output.final} > {log} 2>&1"
+        "clrepro figure {wildcards.kind} --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
+        "--accuracy-csv {input.accuracy} --summary-csv {input.summary} --audit {input.audit} --out {output} "
+        "> {log} 2>&1"
 
 
 rule audit:

@@ -26,6 +26,7 @@ DATA = config["data"]["root"]
 RUNS = clconfig.runs(CFG)
 EXPERIMENTS = list(CFG["_experiments"])
 REPORT = f"{OUT}/report.html"
+FIGURES = [f"{OUT}/figures/{name}_{kind}.png" for name, exp in CFG["_experiments"].items() for kind in exp["figures"]]
 
 
 wildcard_constraints:
@@ -34,6 +35,7 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     seed=r"\d+",
     dataset="[a-z0-9]+",
+    kind="accuracy_per_task|final_accuracy|average_accuracy|task_bars",   # clrepro.figures.KINDS
 
 
 def experiment_config(experiment):
@@ -43,14 +45,13 @@ def experiment_config(experiment):
 
 
 def raw_files(dataset):
-    """The verified raw files of a dataset (downloads and their unpacked copies)."""
-    folder = cldata.raw_folder(DATA, dataset)
-    out = []
-    for name, _ in cldata.resources(dataset, config["data"].get("checksums")):
-        out.append(f"{folder}/{name}")
-        if name.endswith(".gz"):
-            out.append(f"{folder}/{name[:-3]}")
-    return out
+    """The verified files of a dataset that `clrepro download` leaves (downloads, unpacked copies)."""
+    return [str(p) for p in cldata.outputs(DATA, dataset, config["data"].get("checksums"))]
+
+
+def experiment_files(experiment):
+    """The raw files of every dataset an experiment reads."""
+    return [f for d in clconfig.dataset_names(CFG["_experiments"][experiment]) for f in raw_files(d)]
 
 
 def run_result(run):

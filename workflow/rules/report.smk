@@ -4,8 +4,7 @@ rule report:
         runs=f"{OUT}/runs.csv",
         experiments=[experiment_config(e) for e in EXPERIMENTS],
         audits=expand(f"{OUT}/audit/{{experiment}}_audit.csv", experiment=EXPERIMENTS),
-        figures=expand(f"{OUT}/figures/{{experiment}}_{{kind}}.png", experiment=EXPERIMENTS,
-                       kind=["accuracy_per_task", "final_accuracy"]),
+        figures=FIGURES,
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
     log:

@@ -9,9 +9,10 @@ from .joint import Joint
 from .l2 import L2
 from .lwf import LwF
 from .mas import MAS
+from .scratch import Scratch
 from .si import SI
 
-REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, EWC, SI, MAS, L2, LwF)}
+REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

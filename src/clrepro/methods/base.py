@@ -48,6 +48,11 @@ class Sampler:
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
 
+    @property
+    def size(self) -> int:
+        """Training samples of the tasks drawn from."""
+        return int(self.offsets[-1])
+
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "order": self.order, "pos": self.pos}
 
@@ -110,6 +115,7 @@ class Method:
     """
 
     name: ClassVar[str] = "none"
+    fresh_optimizer: ClassVar[bool] = False   # the loop makes a new optimiser before every task
     scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
     hyperparameters: ClassVar[dict] = {}
 
