@@ -69,9 +69,9 @@ def main() -> None:
             spec["iters_per_task"] = a.iters
             spec["spec_hash"] = config.spec_hash(spec)
         dims = [784, *spec["model"]["hidden"], 10]
-        mlp = models.build(spec["model"], 784, 10)
+        mlp = models.build(spec["model"], (784,), 10)
         steps = 5 * spec["iters_per_task"]
-        flops = steps * 3 * spec["batch_size"] * models.flops_per_sample(mlp)
+        flops = steps * 3 * spec["batch_size"] * models.flops_per_sample(mlp, (784,))
         throughput = gemm_throughput(dims, spec["batch_size"], device)
         t0 = time.perf_counter()
         result = train.run(spec, Path("/tmp") / f"bench-{method}.json", device=a.device, threads=a.threads)

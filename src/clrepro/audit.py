@@ -49,6 +49,11 @@ def verdict(p: float, diff: float, alpha: float, tolerance: float) -> str:
     return "close" if abs(diff) <= tolerance else "disagrees"
 
 
+COLUMNS = ["target_id", "scenario", "method", "label", "our_scenario", "metric", "published", "published_sem",
+           "n_published", "ours", "ours_sem", "n_ours", "difference", "test", "t", "df", "p_value", "verdict",
+           "source", "provenance", "paper", "note"]
+
+
 def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float, float]:
     """(t, df, two-sided p) of "``value`` is one more run from the distribution of ours" (a
     published single run without a spread): ``t = (value - m) / (sd sqrt(1 + 1/n))``, df = n - 1."""
@@ -99,7 +104,7 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
             else:
                 row["verdict"] = "no verdict (spread unknown)"
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None,

@@ -42,8 +42,8 @@ def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str
 
 def _published(audit: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The audit's published values of one metric, with their error bars (SEM, when known)."""
-    a = audit[audit.metric == metric] if len(audit) else audit
-    return a.assign(err=a["published_sem"].fillna(0)) if len(a) else a
+    a = audit[audit.metric == metric]
+    return a.assign(err=a["published_sem"].astype(float).fillna(0.0))
 
 
 def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path,
@@ -60,8 +60,8 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
         x = range(len(order))
         ax.bar(x, ours["mean"], yerr=ours["sem"], color=sns.color_palette("deep", len(order)),
                capsize=3, label="ours (mean ± SEM)")
-        pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label") if len(pub_all) else []
-        px = [i for i, m in enumerate(order) if m in getattr(pub, "index", [])]
+        pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label")
+        px = [i for i, m in enumerate(order) if m in pub.index]
         if px:
             ax.errorbar(px, [pub.loc[order[i], "published"] for i in px],
                         yerr=[pub.loc[order[i], "err"] for i in px], fmt="D", color="black",
@@ -92,7 +92,8 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
                      hue_order=order, palette=palette, errorbar="se", marker="o", markersize=4, ax=ax,
                      legend=ax is axes[0][-1])
         last = int(curve.after_task.max())
-        for _, p in (pub_all[pub_all.our_scenario == sc].iterrows() if len(pub_all) else []):
+        shown = pub_all[(pub_all.our_scenario == sc) & pub_all.label.isin(list(palette))]
+        for _, p in shown.iterrows():
             ax.errorbar([last + 0.15], [p["published"]], yerr=[p["err"]], fmt="D", markersize=5, capsize=3,
                         color=palette.get(p["label"], "black"), markeredgecolor="black")
         ax.set_title(SCENARIO_TITLES[sc])
@@ -100,7 +101,7 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
         ax.set_ylabel("average accuracy on tasks so far (%)")
         ax.set_xticks(range(1, last + 1))
     if axes[0][-1].get_legend():
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="method (◆ published)",
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="method (◆ published, after the last task)",
                         fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
@@ -119,13 +120,12 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     width = 0.8 / len(order)
     fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2.5, 3.8))
     colours = sns.color_palette("deep", len(order))
-    pub = audit[audit.metric.str.match(r"(acc|learned)_task\d+$")] if len(audit) else audit
+    pub = audit[audit.metric.astype(str).str.match(r"(acc|learned)_task\d+$")]
     for i, (label, colour) in enumerate(zip(order, colours)):
         ours = s[s.label == label].set_index("task").reindex(tasks)
         x = [t - 0.4 + width * (i + 0.5) for t in tasks]
         ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, capsize=2, label=label)
-        mine = pub[pub.label == label] if len(pub) else pub
-        for _, p in (mine.iterrows() if len(mine) else []):
+        for _, p in pub[pub.label == label].iterrows():
             t = int(p["metric"].split("_task")[1])
             ax.errorbar([t - 0.4 + width * (i + 0.5)], [p["published"]],
                         yerr=[0 if pd.isna(p["published_sem"]) else p["published_sem"]],

@@ -62,6 +62,20 @@ def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> p
     return t.rename(columns=SCENARIO_TITLES).reset_index().rename(columns={"label": "method"})
 
 
+def per_task_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
+    """Per method, each task's final accuracy and (in brackets) its accuracy right after training."""
+    s = summary[summary.experiment == experiment].set_index(["label", "metric"])
+    tasks = sorted({int(m.split("_task")[1]) for m in s.index.get_level_values("metric") if "_task" in m})
+    rows = []
+    for label in [m for m in order if m in s.index.get_level_values("label")]:
+        row = {"method": label}
+        for t in tasks:
+            final, learned = s.loc[(label, f"acc_task{t}")], s.loc[(label, f"learned_task{t}")]
+            row[f"task {t}"] = f"{final['mean']:.2f} ± {final['sem']:.2f} ({learned['mean']:.2f})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     s = summary[(summary.experiment == experiment) & summary.metric.isin(OTHER_METRICS)]
     s = s.assign(value=s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"])
@@ -75,10 +89,12 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
 
 def audit_section(audit: pd.DataFrame) -> str:
     counts = audit.verdict.value_counts().to_dict()
-    cols = ["scenario", "method", "published", "published_sem", "n_published", "ours", "ours_sem",
-            "n_ours", "difference", "p_value", "verdict", "source", "provenance", "note"]
+    cols = ["target_id", "scenario", "method", "label", "metric", "published", "published_sem", "n_published",
+            "ours", "ours_sem", "n_ours", "difference", "test", "p_value", "verdict", "source", "provenance", "note"]
+    cols = [c for c in cols if c in audit.columns]
     summary = ", ".join(f"{v}: {k}" for k, v in counts.items())
-    table = _table(audit[cols], left=("scenario", "method", "verdict", "source", "provenance", "note"),
+    table = _table(audit[cols], left=("target_id", "scenario", "method", "label", "metric", "test", "verdict",
+                                      "source", "provenance", "note"),
                    row_style=lambda r: f"background:{VERDICT_COLOURS.get(r['verdict'], '#fff')}")
     return f"<p>Verdicts — {html.escape(summary)}.</p>{table}"
 
@@ -102,24 +118,43 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
                      "scale). Its numbers do not replicate any paper, and the audit gives no verdicts.</div>")
     for name, exp in config["_experiments"].items():
         parts.append(f"<h2>{html.escape(exp.get('title', name))}</h2>")
-        proto = {k: exp[k] for k in ("benchmark", "model", "optimizer", "batch_size", "iters_per_task")}
+        if name not in set(summary.experiment):
+            parts.append(f"<p>Not run for this report (configured in <code>config/experiments/{name}.yaml</code>; "
+                         f"<code>snakemake --cores all</code> runs it).</p>")
+            continue
+        proto = {k: exp[k] for k in ("dataset", "benchmark", "model", "optimizer", "batch_size", "iters_per_task",
+                                     "epochs_per_task") if exp.get(k) is not None}
         parts.append(f"<p class='small'>Protocol: <code>{html.escape(json.dumps(proto))}</code>. "
                      f"Configuration: <code>config/experiments/{name}.yaml</code>.</p>")
         for note in exp.get("report_notes", []):
             parts.append(f"<p>{html.escape(note)}</p>")
+        if exp.get("choices"):
+            parts.append("<h3>Protocol choices</h3>")
+            parts.append(_table(pd.DataFrame(exp["choices"], columns=["choice", "follows"]),
+                                left=("choice", "follows")))
         for fig in figures.get(name, []):
             parts.append(_img(fig))
         parts.append("<h3>Final average accuracy (%)</h3><p class='small'>Mean ± SEM over seeds (n).</p>")
         order = [spec.get("label", label) for label, spec in exp["methods"].items()]
         parts.append(_table(results_table(summary, name, order), left=("method",)))
-        parts.append("<h3>Backward/forward transfer and forgetting (percentage points)</h3>")
+        if "task_bars" in exp.get("figures", []):
+            parts.append("<h3>Accuracy on each task (%)</h3><p class='small'>After the last task, mean ± SEM; "
+                         "in brackets: right after the task was trained.</p>")
+            parts.append(_table(per_task_table(summary, name, order), left=("method",)))
+        parts.append("<h3>Backward/forward transfer, forgetting, accuracy right after each task "
+                     "(percentage points)</h3>")
         parts.append(_table(other_metrics_table(summary, name, order), left=("scenario", "method")))
-        if name in audits:
+        if name in audits and len(audits[name]):
             parts.append("<h3>Audit against the published numbers</h3>")
-            parts.append("<p class='small'>Two-sided Welch test of equal means from both standard errors; "
+            parts.append("<p class='small'>Two-sided Welch test of equal means from both standard errors (a "
+                         "published single run without a spread: is it one more draw from our runs, t = "
+                         "(published − mean) / (SD √(1 + 1/n)), n − 1 df); "
                          f"agrees: p ≥ {config['audit']['alpha']}; close: p below it but |difference| ≤ "
                          f"{config['audit']['tolerance_pp']} pp; disagrees otherwise.</p>")
             parts.append(audit_section(audits[name]))
+        elif name in audits:
+            parts.append("<h3>Audit against the published numbers</h3><p>None of this experiment's numbers "
+                         "are in <code>config/targets.csv</code>: nothing to audit.</p>")
         methods = pd.DataFrame([{"method": spec.get("label", label), "library method": spec["method"],
                                  "settings": json.dumps({k: v for k, v in spec.items()
                                                          if k not in ("method", "label")})}
