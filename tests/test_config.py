@@ -192,3 +192,13 @@ def test_missing_config_file(tmp_path):
 def test_bad_checksum_override_refused(in_repo):
     with pytest.raises(ConfigError, match="checksums"):
         config.load("config/config.yaml", {"data": {"checksums": {"train-images-idx3-ubyte.gz": "xyz"}}})
+
+
+def test_seeds_for_every_or_named_experiments(in_repo):
+    cfg = config.load("config/config.yaml", {"seeds": {EXP: 3}})
+    assert cfg["_experiments"][EXP]["seeds"] == 3
+    assert cfg["_experiments"]["split_mnist_si17"]["seeds"] == 10     # its own number
+    cfg = config.load("config/config.yaml", {"seeds": 2})
+    assert {e["seeds"] for e in cfg["_experiments"].values()} == {2}
+    with pytest.raises(ConfigError, match="seeds"):
+        config.load("config/config.yaml", {"seeds": {EXP: 0}})

@@ -294,3 +294,24 @@ def test_scratch_reinitialises_network_and_optimiser(cfg, tmp_path):
     method.begin_task(1)
     assert all(torch.equal(a, b) for a, b in zip(fresh, model.parameters()))    # seeded per task
     assert REGISTRY["scratch"].fresh_optimizer and not REGISTRY["none"].fresh_optimizer
+
+
+def test_precision_choice_and_record(cfg, tmp_path):
+    """auto: bf16 autocast and channels-last only for a CNN on a GPU; an explicit bf16 runs on the
+    CPU too, is recorded with the result, and resumes to the same numbers."""
+    mlp, cnn = {"model": {"type": "mlp"}}, {"model": {"type": "cnn"}}
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert train.execution(cnn, gpu) == {"precision": "bf16", "channels_last": True}
+    assert train.execution(mlp, gpu) == {"precision": "fp32", "channels_last": False}
+    assert train.execution(cnn, cpu) == {"precision": "fp32", "channels_last": False}
+    assert train.execution(cnn, gpu, "fp32")["precision"] == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        train.execution(cnn, cpu, "fp16")
+    spec = make_spec(cfg, "task", "si", iters=10)
+    full = run(spec, tmp_path / "full.json", precision="bf16")
+    assert full["provenance"]["precision"] == "bf16" and full["provenance"]["channels_last"] is False
+    assert run(spec, tmp_path / "fp32.json")["provenance"]["precision"] == "fp32"
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(train.Preempted):
+        run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, precision="bf16")
+    assert run(spec, tmp_path / "r.json", ckpt, precision="bf16")["R"] == full["R"]

@@ -77,9 +77,12 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         name: load_experiment(path.parent / "experiments" / f"{name}.yaml", config)
         for name in config["experiments"]
     }
-    if config.get("seeds"):   # one number of seeds for every experiment (e.g. --config seeds=5)
-        for exp in config["_experiments"].values():
-            exp["seeds"] = config["seeds"]
+    seeds = config.get("seeds")   # e.g. --config seeds=5, or seeds='{split_mnist_vdv19: 5}'
+    for name, exp in config["_experiments"].items():
+        if isinstance(seeds, dict):
+            exp["seeds"] = int(seeds[name]) if name in seeds else exp["seeds"]
+        elif seeds:
+            exp["seeds"] = seeds
     try:
         datasets.check_checksums(sorted({d for e in config["_experiments"].values() for d in dataset_names(e)}),
                                  config["data"].get("checksums") or {})
