@@ -14,7 +14,10 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/store.smk"
 
 
+# The runs are targets of their own: a finished report does not make Snakemake skip the runs that
+# more seeds or a new experiment add (it does not rerun a job only because an input is missing).
 rule all:
     default_target: True
     input:
         REPORT,
+        [run_result(r) for r in RUNS],

@@ -69,6 +69,20 @@ def test_nothing_left_to_do_after_a_complete_run(workflow_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
+def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
+    """A finished report (here with Snakemake's records gone, as in a fresh clone of committed
+    results) does not hide the runs that more seeds add: only those train, then the analysis."""
+    _, work = workflow_run
+    shutil.rmtree(work / ".snakemake" / "metadata", ignore_errors=True)
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "seeds=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(line.split() for line in proc.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert counts["train"] == "24" and counts["aggregate"] == "1"    # seed 2 of 8 methods x 3 scenarios
+    proc = snakemake(work, "--cores", "1", "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
 def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     exp_path = tmp_path / "config" / "experiments" / "split_mnist_vdv19.yaml"
