@@ -86,6 +86,7 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
     order = [m for m in (order or []) if m in set(curve.label)] or None
     pub_all = _published(audit, "acc")
     fig, axes = plt.subplots(1, len(scen), figsize=(4.8 * len(scen), 3.6), sharey=True, squeeze=False)
+    marked = False
     palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep", curve.label.nunique())))
     for ax, sc in zip(axes[0], scen):
         sns.lineplot(data=curve[curve.scenario == sc], x="after_task", y="accuracy", hue="label",
@@ -93,6 +94,7 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
                      legend=ax is axes[0][-1])
         last = int(curve.after_task.max())
         shown = pub_all[(pub_all.our_scenario == sc) & pub_all.label.isin(list(palette))]
+        marked |= len(shown) > 0
         for _, p in shown.iterrows():
             ax.errorbar([last + 0.15], [p["published"]], yerr=[p["err"]], fmt="D", markersize=5, capsize=3,
                         color=palette.get(p["label"], "black"), markeredgecolor="black")
@@ -101,8 +103,8 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
         ax.set_ylabel("average accuracy on tasks so far (%)")
         ax.set_xticks(range(1, last + 1))
     if axes[0][-1].get_legend():
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title="method (◆ published, after the last task)",
-                        fontsize=8)
+        title = "method (◆ published, after the last task)" if marked else "method"
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=title, fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
 
