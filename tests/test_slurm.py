@@ -83,7 +83,7 @@ def test_quick_dag_through_slurm_to_the_report(tiny_mnist, tmp_path):
     # training asks for one GPU and gets it; the CPU rules ask for none
     assert all("gres/gpu=1" in j["tres"] for j in train)
     assert all(r["provenance"]["scheduler"]["CUDA_VISIBLE_DEVICES"] == "0" for r in results)
-    assert {j["rule"] for j in other} == {"rule_download_mnist", "rule_aggregate", "rule_figures",
+    assert {j["rule"] for j in other} == {"rule_download_mnist", "rule_aggregate", "rule_figure",
                                           "rule_audit", "rule_report"}
     assert not any("gpu" in j["tres"] for j in other)
     # one GPU on the node: the GPU jobs ran one at a time, although two CPUs were free

@@ -39,6 +39,11 @@ def _labels(cfg) -> dict:
             for name, exp in cfg["_experiments"].items() for label, spec in exp["methods"].items()}
 
 
+def _labels_of(cfg, experiment: str) -> dict:
+    """{method key: label} of one experiment, in the config's order."""
+    return {k: v for (e, k), v in _labels(cfg).items() if e == experiment}
+
+
 def _aggregate(a):
     from . import aggregate
     aggregate.main(a.results, a.runs_csv, a.accuracy_csv, a.summary_csv, _labels(_experiments(a)))
@@ -48,7 +53,7 @@ def _figure(a):
     from . import figures
     cfg = _experiments(a)
     exp = cfg["_experiments"][a.experiment]
-    labels = {k: v for (e, k), v in _labels(cfg).items() if e == a.experiment}
+    labels = _labels_of(cfg, a.experiment)
     learned = [labels[k] for k, spec in exp["methods"].items() if spec["method"] == "scratch"]
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
                  list(labels.values()), a.out, learned)
@@ -62,7 +67,7 @@ def _audit(a):
     mapping = {k: {"scenario": exp["scenarios"][0], **v} for k, v in exp.get("audit_map", {}).items()}
     audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, cfg["audit"]["alpha"],
                cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"),
-               mapping, {k: v for (e, k), v in _labels(cfg).items() if e == a.experiment})
+               mapping, _labels_of(cfg, a.experiment))
 
 
 def _report(a):
