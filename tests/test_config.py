@@ -202,3 +202,27 @@ def test_seeds_for_every_or_named_experiments(in_repo):
     assert {e["seeds"] for e in cfg["_experiments"].values()} == {2}
     with pytest.raises(ConfigError, match="seeds"):
         config.load("config/config.yaml", {"seeds": {EXP: 0}})
+
+
+def test_seeds_naming_no_experiment_refused(in_repo):
+    with pytest.raises(ConfigError, match="seeds: no experiment named \\['split_mnist_si1'\\]"):
+        config.load("config/config.yaml", {"seeds": {"split_mnist_si1": 5}})
+
+
+@pytest.mark.parametrize("entry,message", [
+    ({"method": "si_c0p5", "metric": "acc"}, "audit_map.si_cifar_avg6_0.method: 'si_c0p5' is not a key"),
+    ({"method": "none", "metric": "acc_task7"}, "audit_map.si_cifar_avg6_0.metric: 'acc_task7': the experiment has 6"),
+    ({"method": "none", "metric": "acc", "scenario": "class"}, "audit_map.si_cifar_avg6_0.scenario"),
+])
+def test_audit_map_names_what_the_experiment_has(cfg_copy, entry, message):
+    edit_yaml(cfg_copy.parent / "experiments" / "split_cifar_si17.yaml",
+              lambda d: d["audit_map"].update(si_cifar_avg6_0=entry))
+    with pytest.raises(ConfigError, match=message):
+        config.load(cfg_copy)
+
+
+def test_task_bars_need_one_scenario(cfg_copy):
+    edit_yaml(cfg_copy.parent / "experiments" / "split_cifar_si17.yaml",
+              lambda d: d.update(scenarios=["task", "class"], audit_map={}))
+    with pytest.raises(ConfigError, match="task_bars draws one scenario"):
+        config.load(cfg_copy)

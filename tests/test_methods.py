@@ -213,3 +213,27 @@ def test_joint_trains_on_all_tasks_so_far(toy_bench):
     for b in m.train_batches(30):
         assert (b.lo, b.hi) == bench.active(b.task, 2)
         assert b.y.min() >= 0 and b.y.max() < 2
+
+
+@pytest.mark.parametrize("drop_last", [True, False])
+def test_sampler_epochs(toy_bench, drop_last):
+    """Each epoch is a fresh permutation of the task's samples. With drop_last, full batches only
+    (the remainder is left out of that epoch); without it, the epoch ends with the partial batch,
+    so every sample is drawn exactly once per epoch (Keras' fit)."""
+    from clrepro.methods.base import Sampler
+    bench = toy_bench("task")
+    s = Sampler(bench, [0], 0, seed=1)             # 80 samples of task 0
+    s.drop_last = drop_last
+    sizes, seen = [], []
+    for _ in range(6 if drop_last else 7):
+        idx = s.indices(32)
+        sizes.append(len(idx))
+        seen.append(idx)
+    if drop_last:
+        assert sizes == [32] * 6                    # 2 batches per epoch, 16 samples skipped each time
+        assert len(set(torch.cat(seen[:2]).tolist())) == 64
+    else:
+        assert sizes == [32, 32, 16, 32, 32, 16, 32]
+        for epoch in (seen[:3], seen[3:6]):
+            assert sorted(torch.cat(epoch).tolist()) == list(range(80))
+        assert not torch.equal(torch.cat(seen[:3]), torch.cat(seen[3:6]))   # reshuffled

@@ -1,6 +1,7 @@
 """Checkpointing and resumption of the training loop on a tiny MNIST: an interrupted run, resumed
 from its checkpoint, ends with exactly the numbers of an uninterrupted one."""
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -247,7 +248,7 @@ def test_train_subset_is_class_stratified(cfg):
 
 
 def test_epochs_per_task_and_si17_model_options(cfg, tmp_path):
-    """``epochs_per_task``: floor(N / batch) steps per epoch of each task's data; Glorot
+    """``epochs_per_task``: ceil(N / batch) steps per epoch of each task's data; Glorot
     initialisation with a zero output layer (the SI protocol) starts at chance on every task; an
     interrupted run resumes to the same numbers."""
     spec = make_spec(cfg, "task", "si")
@@ -257,7 +258,7 @@ def test_epochs_per_task_and_si17_model_options(cfg, tmp_path):
     spec["spec_hash"] = config.spec_hash(spec)
     full = run(spec, tmp_path / "full.json")
     bench = train.build_benchmark(spec)
-    assert full["steps_per_task"] == [3 * (len(t) // 16) for t in bench.train]
+    assert full["steps_per_task"] == [3 * math.ceil(len(t) / 16) for t in bench.train]
     assert full["random_init"] == [0.5] * 5          # zero output layer: every logit ties -> unit 0
     assert full["metrics"]["acc"] > 0.8
     ckpt = tmp_path / "ckpt"
@@ -315,3 +316,17 @@ def test_precision_choice_and_record(cfg, tmp_path):
     with pytest.raises(train.Preempted):
         run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, precision="bf16")
     assert run(spec, tmp_path / "r.json", ckpt, precision="bf16")["R"] == full["R"]
+
+
+def test_resume_keeps_the_checkpoints_precision(cfg, tmp_path):
+    """A run checkpointed in bf16 resumes in bf16 under ``auto`` (e.g. a GPU job retried on a CPU
+    node) and refuses an explicit other precision rather than mix the two."""
+    spec = make_spec(cfg, "task", "none", iters=10)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(train.Preempted):
+        run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, precision="bf16")
+    with pytest.raises(ValueError, match="trained in bf16"):
+        run(spec, tmp_path / "r.json", ckpt, precision="fp32")
+    full = run(spec, tmp_path / "full.json", precision="bf16")
+    resumed = run(spec, tmp_path / "r.json", ckpt)
+    assert resumed["provenance"]["precision"] == "bf16" and resumed["R"] == full["R"]

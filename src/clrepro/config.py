@@ -78,14 +78,16 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         for name in config["experiments"]
     }
     seeds = config.get("seeds")   # e.g. --config seeds=5, or seeds='{split_mnist_vdv19: 5}'
+    if isinstance(seeds, dict) and set(seeds) - set(config["_experiments"]):
+        raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config['_experiments']))} "
+                          f"(experiments: {list(config['_experiments'])})")
     for name, exp in config["_experiments"].items():
         if isinstance(seeds, dict):
             exp["seeds"] = int(seeds[name]) if name in seeds else exp["seeds"]
         elif seeds:
             exp["seeds"] = seeds
     try:
-        datasets.check_checksums(sorted({d for e in config["_experiments"].values() for d in dataset_names(e)}),
-                                 config["data"].get("checksums") or {})
+        datasets.check_checksums(all_datasets(config), config["data"].get("checksums") or {})
     except KeyError as err:
         raise ConfigError(f"{path}: data.checksums: {err.args[0]}") from None
     return config
@@ -94,6 +96,11 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
 def dataset_names(exp: dict) -> list[str]:
     """The datasets an experiment reads (``dataset``: one name or a list, concatenated)."""
     return exp["dataset"] if isinstance(exp["dataset"], list) else [exp["dataset"]]
+
+
+def all_datasets(config: dict) -> list[str]:
+    """The datasets of all configured experiments."""
+    return sorted({d for exp in config["_experiments"].values() for d in dataset_names(exp)})
 
 
 def load_experiment(path: Path, config: dict) -> dict:
@@ -113,7 +120,30 @@ def load_experiment(path: Path, config: dict) -> dict:
                 methods.expand(label, spec, scenario)
             except ValueError as err:
                 raise ConfigError(f"{path}: {err}") from None
+    check_references(exp, path)
     return exp
+
+
+def n_tasks(exp: dict) -> int:
+    bench = exp["benchmark"]
+    return len(bench["tasks"]) if bench["type"] == "split" else bench["n_tasks"]
+
+
+def check_references(exp: dict, path) -> None:
+    """What the schema cannot check: ``audit_map`` names methods, scenarios and tasks the
+    experiment has; per-task bar figures need a single scenario."""
+    for target, m in exp.get("audit_map", {}).items():
+        where = f"{path}: audit_map.{target}"
+        if m["method"] not in exp["methods"]:
+            raise ConfigError(f"{where}.method: {m['method']!r} is not a key of methods")
+        if m.get("scenario", exp["scenarios"][0]) not in exp["scenarios"] or (
+                "scenario" not in m and len(exp["scenarios"]) > 1):
+            raise ConfigError(f"{where}.scenario: give one of the experiment's scenarios {exp['scenarios']}")
+        task = m["metric"].split("_task")[1] if "_task" in m["metric"] else None
+        if task is not None and not 1 <= int(task) <= n_tasks(exp):
+            raise ConfigError(f"{where}.metric: {m['metric']!r}: the experiment has {n_tasks(exp)} tasks")
+    if "task_bars" in exp.get("figures", []) and len(exp["scenarios"]) > 1:
+        raise ConfigError(f"{path}: figures: task_bars draws one scenario; the experiment has {exp['scenarios']}")
 
 
 @dataclass(frozen=True)

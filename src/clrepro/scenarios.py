@@ -41,7 +41,7 @@ class Task:
         return len(self.p)
 
     def inputs(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.x if idx is None else self.x.index_select(0, idx)
+        x = self.x if idx is None else self.x[idx]   # (keeps a channels-last layout)
         return x if self.perm is None else x.index_select(1, self.perm)
 
     def to(self, device, memory_format=torch.contiguous_format, moved: dict | None = None) -> "Task":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import data as datasets
-from . import metrics, models, provenance, scenarios
+from . import config, metrics, models, provenance, scenarios
 from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
@@ -31,7 +32,7 @@ log = logging.getLogger("clrepro.train")
 def load_datasets(spec: dict) -> tuple[datasets.TensorDataset, datasets.TensorDataset]:
     """The train and test sets; a list of datasets is concatenated, each one's labels shifted past
     the previous ones' (CIFAR-10 then CIFAR-100: classes 0-9, then 10-109)."""
-    names = spec["dataset"] if isinstance(spec["dataset"], list) else [spec["dataset"]]
+    names = config.dataset_names(spec)
     root, checksums = spec["data"]["root"], spec["data"]["checksums"]
     parts, offset = [], 0
     for name in names:
@@ -220,12 +221,19 @@ def execution(spec: dict, dev: torch.device, precision: str = "auto") -> dict:
     return {"precision": precision, "channels_last": conv_on_gpu}
 
 
+def arithmetic(execution: dict, dev: torch.device) -> tuple[torch.memory_format, dict]:
+    """The memory format and the ``torch.autocast`` arguments of an ``execution`` record."""
+    memory = torch.channels_last if execution.get("channels_last") else torch.contiguous_format
+    return memory, {"device_type": dev.type, "dtype": torch.bfloat16,
+                    "enabled": execution.get("precision") == "bf16"}
+
+
 def steps_per_task(spec: dict, n_samples: int) -> int:
-    """``iters_per_task``, or ``epochs_per_task`` passes over the task's ``n_samples`` in full
-    batches (an epoch is floor(n / batch) steps; the remainder falls in the next reshuffle)."""
+    """``iters_per_task`` steps of full batches, or ``epochs_per_task`` passes over the task's
+    ``n_samples``, each of ceil(n / batch) steps, the last one a partial batch (as Keras' ``fit``)."""
     if spec.get("iters_per_task"):
         return spec["iters_per_task"]
-    return spec["epochs_per_task"] * max(1, n_samples // spec["batch_size"])
+    return spec["epochs_per_task"] * math.ceil(n_samples / spec["batch_size"])
 
 
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
@@ -243,9 +251,14 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         torch.set_num_threads(threads)
     dev = select_device(device)
     prov = provenance.collect(dev, Path(__file__).resolve().parents[2])   # the code that runs now
-    prov.update(execution(spec, dev, precision))
-    memory = torch.channels_last if prov["channels_last"] else torch.contiguous_format
-    amp = {"device_type": dev.type, "dtype": torch.bfloat16, "enabled": prov["precision"] == "bf16"}
+    ckpt_dir = Path(checkpoints) if checkpoints else None
+    resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
+    recorded = resumed[0].get("precision") if resumed else None
+    prov.update(execution(spec, dev, recorded if recorded and precision == "auto" else precision))
+    if recorded and recorded != prov["precision"]:
+        raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
+                         f"{prov['precision']} would mix the two (pass --precision {recorded} or auto)")
+    memory, amp = arithmetic(prov, dev)
     bench = build_benchmark(spec).to(dev, memory)
     torch.manual_seed(spec["seeds"]["init"])
     model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
@@ -253,13 +266,11 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     optimizer = make_optimizer(model, spec)
     reset = spec["optimizer"].get("reset_per_task", False)
 
-    ckpt_dir = Path(checkpoints) if checkpoints else None
     rows, losses, seconds, steps = [], [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
     with torch.autocast(**amp):
         random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
     start, partial = 0, None
-    resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
     if resumed:
         meta, state = resumed
         model.load_state_dict(state["model"])
@@ -267,7 +278,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         method.load_state_dict(state["method"])
         _set_rng_state(state.get("rng"), dev)
         rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
-        steps = meta.get("steps", [])
+        steps = meta.get("steps") or [spec.get("iters_per_task")] * len(rows)   # older checkpoints
         random_init = meta["random_init"]
         if meta.get("step") is None:
             start = meta["task"] + 1
@@ -282,7 +293,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                  "method": method.state_dict(), "rng": _rng_state(dev)}
         meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
-                "run": _run_id(spec)}
+                "precision": prov["precision"], "run": _run_id(spec)}
         if step is not None:
             state["task_state"], state["loop"] = method.task_state(), loop
         save_checkpoint(ckpt_dir, t, state, meta, step)
@@ -293,6 +304,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         for t in range(start, bench.n_tasks):
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
+            method.sampler.drop_last = bool(spec.get("iters_per_task"))   # epochs: every sample, every epoch
             iters = steps_per_task(spec, method.sampler.size)
             if partial is not None:
                 step0, task_state, loop = partial

@@ -1,5 +1,5 @@
 # Fetch each dataset once (official mirrors, or a local mirror), md5-verified, atomically.
-for _dataset in sorted({d for exp in CFG["_experiments"].values() for d in clconfig.dataset_names(exp)}):
+for _dataset in clconfig.all_datasets(CFG):
 
     rule:
         name:

@@ -37,8 +37,10 @@ class Batch:
 
 class Sampler:
     """Shuffled mini-batches of one or more tasks' training data, epoch after epoch (like a
-    ``DataLoader(shuffle=True, drop_last=True)`` rebuilt when exhausted), as index tensors on the
-    data's device. Its generator is seeded per task, so a resumed run draws the same batches."""
+    ``DataLoader(shuffle=True, drop_last=drop_last)`` rebuilt when exhausted), as index tensors on
+    the data's device. Its generator is seeded per task, so a resumed run draws the same batches.
+    With ``drop_last`` off, an epoch ends with the partial batch of the remaining samples (as
+    Keras' ``fit`` does)."""
 
     def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int):
         self.bench, self.tasks, self.upto = bench, tasks, upto
@@ -47,6 +49,7 @@ class Sampler:
         self.offsets = torch.tensor([0] + self.sizes).cumsum(0)
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
+        self.drop_last = True
 
     @property
     def size(self) -> int:
@@ -64,10 +67,10 @@ class Sampler:
         total = int(self.offsets[-1])
         if n > total:
             raise ValueError(f"batch size {n} exceeds the {total} training samples available")
-        if self.pos + n > len(self.order):
+        if self.pos >= len(self.order) or (self.drop_last and self.pos + n > len(self.order)):
             self.order, self.pos = torch.randperm(total, generator=self.gen), 0
         idx = self.order[self.pos:self.pos + n]
-        self.pos += n
+        self.pos += len(idx)
         return idx
 
     def batches(self, n: int) -> list[Batch]:
