@@ -210,7 +210,6 @@ def test_seeds_naming_no_experiment_refused(in_repo):
 
 
 @pytest.mark.parametrize("entry,message", [
-    ({"method": "si_c0p5", "metric": "acc"}, "audit_map.si_cifar_avg6_0.method: 'si_c0p5' is not a key"),
     ({"method": "none", "metric": "acc_task7"}, "audit_map.si_cifar_avg6_0.metric: 'acc_task7': the experiment has 6"),
     ({"method": "none", "metric": "acc", "scenario": "class"}, "audit_map.si_cifar_avg6_0.scenario"),
 ])
