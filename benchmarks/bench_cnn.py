@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from clrepro import models, provenance, train
+from timing import calls_per_second
 
 SPEC = {"type": "cnn", "channels": [32, 64], "dense": 512, "init": "glorot", "head_init": "zero"}
 STEPS_PER_RUN = sum(train.steps_per_task({"epochs_per_task": 60, "batch_size": 256}, n) for n in [50_000] + [5_000] * 5)
@@ -42,17 +42,7 @@ def steps_per_second(device: torch.device, bf16: bool, channels_last: bool, batc
         loss.backward()
         opt.step()
 
-    for _ in range(10):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        n += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+    return calls_per_second(step, device, seconds)
 
 
 def main() -> None:

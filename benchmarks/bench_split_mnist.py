@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from clrepro import config, data, models, provenance, train
+from timing import calls_per_second
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,15 +38,7 @@ def gemm_throughput(dims: list[int], batch: int, device: torch.device, seconds: 
             g @ w            # gradient w.r.t. the input
             g.T @ x          # gradient w.r.t. the weights
 
-    for _ in range(20):
-        step()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step()
-        n += 1
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return flops * n / (time.perf_counter() - t0)
+    return flops * calls_per_second(step, device, seconds, warmup=20)
 
 
 def main() -> None:
