@@ -330,3 +330,30 @@ def test_resume_keeps_the_checkpoints_precision(cfg, tmp_path):
     full = run(spec, tmp_path / "full.json", precision="bf16")
     resumed = run(spec, tmp_path / "r.json", ckpt)
     assert resumed["provenance"]["precision"] == "bf16" and resumed["R"] == full["R"]
+
+
+def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_path):
+    """``verify`` re-evaluates a run's final checkpoint with its recorded arithmetic: the recorded
+    accuracies exactly on the kind of device it was trained on; on another kind (GPU and CPU
+    kernels round differently) within ``CROSS_DEVICE_TOLERANCE``, and a larger gap fails."""
+    from clrepro import store
+    spec = make_spec(cfg, "task", "none", iters=10)
+    local = dict(cfg, checkpoints=str(tmp_path / "ckpt"))
+    local["_experiments"] = {EXP: dict(cfg["_experiments"][EXP], iters_per_task=10, batch_size=16,
+                                       train_subset=None, model=spec["model"])}
+    spec = config.resolve(local, config.Run(EXP, "task", "none", 0))
+    folder = tmp_path / "ckpt" / "quick" / EXP / "task" / "none" / "seed0"
+    out = tmp_path / "r.json"
+    run(spec, out, folder)
+    table = store.verify_checkpoints(local, [out], tmp_path / "v.csv")
+    assert table.status.tolist() == ["agrees"] and table.max_abs_diff.tolist() == [0]
+    result = json.loads(out.read_text())
+    result["provenance"]["device"] = "cuda:NVIDIA H100"
+    result["R"][-1][0] += store.CROSS_DEVICE_TOLERANCE / 2
+    out.write_text(json.dumps(result))
+    assert store.verify_checkpoints(local, [out], tmp_path / "v.csv").status.tolist() == [
+        "agrees within tolerance (other device)"]
+    result["R"][-1][0] += store.CROSS_DEVICE_TOLERANCE
+    out.write_text(json.dumps(result))
+    with pytest.raises(RuntimeError, match="differs"):
+        store.verify_checkpoints(local, [out], tmp_path / "v.csv")
