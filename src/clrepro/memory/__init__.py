@@ -1,0 +1,1 @@
+"""Memory models from neuroscience (issue: the SDM-MLP and the stochastic-consolidation network)."""
