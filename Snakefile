@@ -20,4 +20,4 @@ rule all:
     default_target: True
     input:
         REPORT,
-        [run_result(r) for r in RUNS],
+        RESULTS,

@@ -19,11 +19,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from clrepro import models, provenance, train
+from clrepro import config, models, provenance, train
 from timing import calls_per_second
 
-SPEC = {"type": "cnn", "channels": [32, 64], "dense": 512, "init": "glorot", "head_init": "zero"}
-STEPS_PER_RUN = sum(train.steps_per_task({"epochs_per_task": 60, "batch_size": 256}, n) for n in [50_000] + [5_000] * 5)
+REPO = Path(__file__).resolve().parents[1]
+# the paper-scale protocol of config/experiments/split_cifar_si17.yaml
+PROTOCOL = config.resolve(config.load(REPO / "config" / "config.yaml"),
+                          config.Run("split_cifar_si17", "task", "none", 0))
+SPEC = PROTOCOL["model"]
+STEPS_PER_RUN = sum(train.steps_per_task(PROTOCOL, n) for n in [50_000] + [5_000] * 5)
 
 
 def steps_per_second(device: torch.device, bf16: bool, channels_last: bool, batch: int,
@@ -49,7 +53,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=PROTOCOL["batch_size"])
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--out")
     a = p.parse_args()

@@ -88,9 +88,9 @@ def test_predictive_test_of_a_single_published_run_hand_computed():
 
 
 def test_audit_mapping_per_task_metrics_and_single_runs():
-    """A mapped target is compared with the named method (by its key, shown by label) and metric;
+    """A mapped target is compared with the named method (by its key; the row shows its label) and metric;
     a published single run without a spread gets the predictive test."""
-    runs = runs_frame([90.0, 92.0, 94.0], label="Fine-tuning", scenario="domain")
+    runs = runs_frame([90.0, 92.0, 94.0], label="Fine-tuning", scenario="domain").assign(method="none")
     runs["acc_task1"] = [50.0, 52.0, 54.0]
     targets = pd.DataFrame([
         {"experiment": "pub", "target_id": "avg", "scenario": "domain-IL style", "method": "fine-tuning (c=0)",
@@ -101,8 +101,7 @@ def test_audit_mapping_per_task_metrics_and_single_runs():
          "provenance": "author data", "paper": "Z"}])
     mapping = {"avg": {"method": "none", "metric": "acc", "scenario": "domain"},
                "t1": {"method": "none", "metric": "acc_task1", "scenario": "domain"}}
-    out = audit(summarise(runs), targets, "pub", "e", "paper", mapping=mapping,
-                labels={"none": "Fine-tuning"}).set_index("target_id")
+    out = audit(summarise(runs), targets, "pub", "e", "paper", mapping=mapping).set_index("target_id")
     assert out.loc["avg", "label"] == "Fine-tuning" and out.loc["avg", "ours"] == pytest.approx(92.0)
     assert out.loc["avg", "test"] == "single published run" and out.loc["avg", "verdict"] == "agrees"
     assert out.loc["avg", "p_value"] == pytest.approx(2 * stats.t.sf(math.sqrt(3), 2))

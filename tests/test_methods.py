@@ -222,8 +222,7 @@ def test_sampler_epochs(toy_bench, drop_last):
     so every sample is drawn exactly once per epoch (Keras' fit)."""
     from clrepro.methods.base import Sampler
     bench = toy_bench("task")
-    s = Sampler(bench, [0], 0, seed=1)             # 80 samples of task 0
-    s.drop_last = drop_last
+    s = Sampler(bench, [0], 0, seed=1, drop_last=drop_last)             # 80 samples of task 0
     sizes, seen = [], []
     for _ in range(6 if drop_last else 7):
         idx = s.indices(32)

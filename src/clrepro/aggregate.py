@@ -80,8 +80,8 @@ def accuracy_table(results: list[dict], labels: dict[tuple[str, str], str] | Non
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean, sd (ddof 1), sem and n over seeds of each metric (the overall ones and, per task, the
     final and just-learned accuracies)."""
-    per_task = [c for c in runs.columns if c.startswith(("acc_task", "learned_task"))]
-    per_task.sort(key=lambda c: (c.split("_task")[0] != "acc", int(c.split("_task")[1])))
+    per_task = sorted((c for c in runs.columns if metrics.parse_task_metric(c)),
+                      key=lambda c: (metrics.parse_task_metric(c)[0] != "acc", metrics.parse_task_metric(c)[1]))
     present = [m for m in METRICS + ["learned"] if m in runs.columns] + per_task
     long = runs.melt(id_vars=KEYS + ["preset", "seed"], value_vars=present,
                      var_name="metric").dropna(subset=["value"])

@@ -63,20 +63,22 @@ def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float,
 
 def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experiment: str, preset: str,
           alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None,
-          mapping: dict | None = None, labels: dict | None = None) -> pd.DataFrame:
+          mapping: dict | None = None) -> pd.DataFrame:
     """One row per published number of ``target_key``. ``mapping`` {target_id: {method, metric,
-    scenario?}} says what of ours it is compared with (``labels``: method key -> label); otherwise
-    the row of the target's scenario and method label, metric ``acc``."""
+    scenario}} says what of ours it is compared with (``method``: a key of the experiment's
+    methods); otherwise the row of the target's scenario and method label, metric ``acc``."""
     rows = []
     ours = summary[summary.experiment == experiment]
     for _, tg in targets[targets.experiment == target_key].iterrows():
         scenario = SCENARIO_NAMES.get(tg.scenario, tg.scenario)
-        label, metric = tg.method, "acc"
         if mapping and tg.target_id in mapping:
             m = mapping[tg.target_id]
-            label, metric = (labels or {}).get(m["method"], m["method"]), m["metric"]
-            scenario = m.get("scenario", scenario)
-        match = ours[(ours.scenario == scenario) & (ours.label == label) & (ours.metric == metric)]
+            scenario, metric = m["scenario"], m["metric"]
+            match = ours[(ours.scenario == scenario) & (ours.method == m["method"]) & (ours.metric == metric)]
+            label = match.label.iloc[0] if len(match) else m["method"]
+        else:
+            label, metric = tg.method, "acc"
+            match = ours[(ours.scenario == scenario) & (ours.label == label) & (ours.metric == metric)]
         n_pub = int(tg.n_seeds) if pd.notna(tg.n_seeds) else 0
         row = {"target_id": tg.target_id, "scenario": tg.scenario, "method": tg.method,
                "label": label, "our_scenario": scenario, "metric": metric,
@@ -108,7 +110,7 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
 
 
 def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None,
-         mapping=None, labels=None):
+         mapping=None):
     df = audit(read_csv(summary_csv), read_csv(targets_csv), target_key or experiment, experiment,
-               preset, alpha, tolerance, notes, mapping, labels)
+               preset, alpha, tolerance, notes, mapping)
     write_csv(df, out)

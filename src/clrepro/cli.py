@@ -34,14 +34,9 @@ def _experiments(a) -> dict:
 
 
 def _labels(cfg) -> dict:
-    """{(experiment, method key): label shown and matched to targets.csv}."""
-    return {(name, label): spec.get("label", label)
-            for name, exp in cfg["_experiments"].items() for label, spec in exp["methods"].items()}
-
-
-def _labels_of(cfg, experiment: str) -> dict:
-    """{method key: label} of one experiment, in the config's order."""
-    return {k: v for (e, k), v in _labels(cfg).items() if e == experiment}
+    """{(experiment, method key): label}."""
+    from .config import labels
+    return {(name, key): label for name, exp in cfg["_experiments"].items() for key, label in labels(exp).items()}
 
 
 def _aggregate(a):
@@ -51,23 +46,22 @@ def _aggregate(a):
 
 def _figure(a):
     from . import figures
-    cfg = _experiments(a)
-    exp = cfg["_experiments"][a.experiment]
-    labels = _labels_of(cfg, a.experiment)
-    learned = [labels[k] for k, spec in exp["methods"].items() if spec["method"] == "scratch"]
+    from .config import labels
+    from .methods import REGISTRY
+    exp = _experiments(a)["_experiments"][a.experiment]
+    names = labels(exp)
+    learned = [names[k] for k, spec in exp["methods"].items() if REGISTRY[spec["method"]].scored_when_learned]
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
-                 list(labels.values()), a.out, learned)
+                 list(names.values()), a.out, learned)
 
 
 def _audit(a):
     from . import audit
     cfg = _experiments(a)
     exp = cfg["_experiments"][a.experiment]
-    # a mapped target without a scenario is the experiment's (single) scenario
-    mapping = {k: {"scenario": exp["scenarios"][0], **v} for k, v in exp.get("audit_map", {}).items()}
     audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, cfg["audit"]["alpha"],
                cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"),
-               mapping, _labels_of(cfg, a.experiment))
+               exp.get("audit_map"))
 
 
 def _report(a):

@@ -17,6 +17,10 @@ import yaml
 from . import data as datasets
 from . import methods
 from .methods.base import derive_seed
+from .metrics import parse_task_metric
+
+#: the figures an experiment may list (``figures:``; drawn by ``clrepro.figures``)
+FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars")
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
@@ -74,7 +78,7 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
     config = deep_merge(_load_yaml(path), overrides or {})
     validate(config, "config.schema.yaml", str(path))
     config["_experiments"] = {
-        name: load_experiment(path.parent / "experiments" / f"{name}.yaml", config)
+        name: load_experiment(experiment_path(path, name), config)
         for name in config["experiments"]
     }
     seeds = config.get("seeds")   # e.g. --config seeds=5, or seeds='{split_mnist_vdv19: 5}'
@@ -91,6 +95,22 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
     except KeyError as err:
         raise ConfigError(f"{path}: data.checksums: {err.args[0]}") from None
     return config
+
+
+def labels(exp: dict) -> dict[str, str]:
+    """{method key: label shown and matched to targets.csv}, in the experiment's order."""
+    return {key: spec.get("label", key) for key, spec in exp["methods"].items()}
+
+
+def experiment_path(config_file: str | os.PathLike, name: str) -> Path:
+    """``config/experiments/<name>.yaml`` beside the top-level config file."""
+    return Path(config_file).parent / "experiments" / f"{name}.yaml"
+
+
+def checkpoint_dir(config: dict, run: "Run | None" = None) -> Path:
+    """``<checkpoints>/<preset>``, or one run's folder below it."""
+    root = Path(config["checkpoints"]) / config["preset"]
+    return root / run.path if run else root
 
 
 def dataset_names(exp: dict) -> list[str]:
@@ -132,14 +152,15 @@ def n_tasks(exp: dict) -> int:
 def check_references(exp: dict, path) -> None:
     """What the schema cannot check: ``audit_map`` names scenarios and tasks the experiment has
     (a method left out of ``methods`` is allowed: its targets are "not run"); per-task bar figures
-    need a single scenario."""
+    need a single scenario. Fills in the scenario of a single-scenario experiment."""
     for target, m in exp.get("audit_map", {}).items():
         where = f"{path}: audit_map.{target}"
-        if m.get("scenario", exp["scenarios"][0]) not in exp["scenarios"] or (
-                "scenario" not in m and len(exp["scenarios"]) > 1):
+        if len(exp["scenarios"]) == 1:
+            m.setdefault("scenario", exp["scenarios"][0])
+        if m.get("scenario") not in exp["scenarios"]:
             raise ConfigError(f"{where}.scenario: give one of the experiment's scenarios {exp['scenarios']}")
-        task = m["metric"].split("_task")[1] if "_task" in m["metric"] else None
-        if task is not None and not 1 <= int(task) <= n_tasks(exp):
+        task = parse_task_metric(m["metric"])
+        if task is not None and not 1 <= task[1] <= n_tasks(exp):
             raise ConfigError(f"{where}.metric: {m['metric']!r}: the experiment has {n_tasks(exp)} tasks")
     if "task_bars" in exp.get("figures", []) and len(exp["scenarios"]) > 1:
         raise ConfigError(f"{path}: figures: task_bars draws one scenario; the experiment has {exp['scenarios']}")

@@ -12,6 +12,8 @@ import seaborn as sns  # noqa: E402
 
 from .aggregate import read_csv  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
+from .config import FIGURE_KINDS  # noqa: E402
+from .metrics import parse_task_metric  # noqa: E402
 
 SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 
@@ -40,9 +42,12 @@ def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str
     _save(g.figure, path)
 
 
-def _published(audit: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """The audit's published values of one metric, with their error bars (SEM, when known)."""
-    a = audit[audit.metric == metric]
+def _published(audit: pd.DataFrame, per_task: bool = False) -> pd.DataFrame:
+    """The audit's published values of the final average accuracy (``per_task``: of each task's,
+    with its ``task``), with their error bars (SEM, when known)."""
+    parsed = audit.metric.astype(str).map(parse_task_metric)
+    a = (audit[parsed.notna()].assign(task=[t for _, t in parsed.dropna()]) if per_task
+         else audit[audit.metric == "acc"])
     return a.assign(err=a["published_sem"].astype(float).fillna(0.0))
 
 
@@ -50,7 +55,7 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
                    order: list[str] | None = None) -> None:
     """Final average accuracy per method and scenario (mean +- SEM), the published value marked."""
     s = summary[summary.metric == "acc"].copy()
-    pub_all = _published(audit, "acc")
+    pub_all = _published(audit)
     scen = [x for x in ("task", "domain", "class") if x in set(s.scenario)]
     order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
     fig, axes = plt.subplots(1, len(scen), figsize=(max(4.2, 0.55 * len(order) + 1.5) * len(scen), 3.6),
@@ -84,7 +89,7 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
     curve = a.groupby(["scenario", "label", "seed", "after_task"], as_index=False)["accuracy"].mean()
     scen = [x for x in ("task", "domain", "class") if x in set(curve.scenario)]
     order = [m for m in (order or []) if m in set(curve.label)] or None
-    pub_all = _published(audit, "acc")
+    pub_all = _published(audit)
     fig, axes = plt.subplots(1, len(scen), figsize=(4.8 * len(scen), 3.6), sharey=True, squeeze=False)
     marked = False
     palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep", curve.label.nunique())))
@@ -114,23 +119,21 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     """Accuracy on each task after the last one, bars per method (mean +- SEM), the published
     values marked (Zenke et al. 2017, split CIFAR-10/100 bar plot). Methods in ``learned`` (from
     scratch) are scored on each task right after training it."""
-    s = summary[summary.metric.str.match(r"(acc|learned)_task\d+$")].copy()
-    s["kind"], s["task"] = s.metric.str.split("_task").str[0], s.metric.str.split("_task").str[1].astype(int)
+    parsed = summary.metric.map(parse_task_metric)
+    s = summary[parsed.notna()].assign(kind=[k for k, _ in parsed.dropna()], task=[t for _, t in parsed.dropna()])
     s = s[(s.kind == "learned") == s.label.isin(list(learned))]
     order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
     tasks = sorted(s.task.unique())
     width = 0.8 / len(order)
     fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2.5, 3.8))
     colours = sns.color_palette("deep", len(order))
-    pub = audit[audit.metric.astype(str).str.match(r"(acc|learned)_task\d+$")]
+    pub = _published(audit, per_task=True)
     for i, (label, colour) in enumerate(zip(order, colours)):
         ours = s[s.label == label].set_index("task").reindex(tasks)
         x = [t - 0.4 + width * (i + 0.5) for t in tasks]
         ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, capsize=2, label=label)
         for _, p in pub[pub.label == label].iterrows():
-            t = int(p["metric"].split("_task")[1])
-            ax.errorbar([t - 0.4 + width * (i + 0.5)], [p["published"]],
-                        yerr=[0 if pd.isna(p["published_sem"]) else p["published_sem"]],
+            ax.errorbar([p["task"] - 0.4 + width * (i + 0.5)], [p["published"]], yerr=[p["err"]],
                         fmt="D", color="black", markersize=4, capsize=2)
     ax.set_xticks(tasks, [f"task {t}" for t in tasks])
     ax.set_ylabel("test accuracy (%)")
@@ -141,7 +144,6 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     _save(fig, path)
 
 
-KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars")
 
 
 def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
@@ -159,4 +161,4 @@ def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, ord
     elif kind == "task_bars":
         task_bars(summary, audit, title, Path(out), order, learned)
     else:
-        raise ValueError(f"figures: unknown figure {kind!r}; known: {', '.join(KINDS)}")
+        raise ValueError(f"figures: unknown figure {kind!r}; known: {', '.join(FIGURE_KINDS)}")

@@ -67,6 +67,12 @@ def per_task(R) -> dict[str, float]:
     return out
 
 
+def parse_task_metric(name: str) -> tuple[str, int] | None:
+    """("acc" or "learned", task) of a per-task metric name of ``per_task``; None for others."""
+    kind, sep, task = name.partition("_task")
+    return (kind, int(task)) if sep and kind in ("acc", "learned") and task.isdigit() else None
+
+
 def summary(R, b) -> dict[str, float]:
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
             "fwt": forward_transfer(R, b), "forgetting": forgetting(R)}

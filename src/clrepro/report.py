@@ -12,6 +12,8 @@ import pandas as pd
 
 from .aggregate import read_csv
 from .atomic import atomic_path
+from .config import labels
+from .metrics import parse_task_metric
 from .figures import SCENARIO_TITLES
 
 OTHER_METRICS = ("bwt", "fwt", "forgetting", "learned")
@@ -65,7 +67,7 @@ def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> p
 def per_task_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     """Per method, each task's final accuracy and (in brackets) its accuracy right after training."""
     s = summary[summary.experiment == experiment].set_index(["label", "metric"])
-    tasks = sorted({int(m.split("_task")[1]) for m in s.index.get_level_values("metric") if "_task" in m})
+    tasks = sorted({parse_task_metric(m)[1] for m in s.index.get_level_values("metric") if parse_task_metric(m)})
     rows = []
     for label in [m for m in order if m in s.index.get_level_values("label")]:
         row = {"method": label}
@@ -135,7 +137,8 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         for fig in figures.get(name, []):
             parts.append(_img(fig))
         parts.append("<h3>Final average accuracy (%)</h3><p class='small'>Mean ± SEM over seeds (n).</p>")
-        order = [spec.get("label", label) for label, spec in exp["methods"].items()]
+        names = labels(exp)
+        order = list(names.values())
         parts.append(_table(results_table(summary, name, order), left=("method",)))
         if "task_bars" in exp.get("figures", []):
             parts.append("<h3>Accuracy on each task (%)</h3><p class='small'>After the last task, mean ± SEM; "
@@ -155,10 +158,10 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         elif name in audits:
             parts.append("<h3>Audit against the published numbers</h3><p>None of this experiment's numbers "
                          "are in <code>config/targets.csv</code>: nothing to audit.</p>")
-        methods = pd.DataFrame([{"method": spec.get("label", label), "library method": spec["method"],
+        methods = pd.DataFrame([{"method": names[key], "library method": spec["method"],
                                  "settings": json.dumps({k: v for k, v in spec.items()
                                                          if k not in ("method", "label")})}
-                                for label, spec in exp["methods"].items()])
+                                for key, spec in exp["methods"].items()])
         parts.append("<h3>Methods and hyperparameters</h3>")
         parts.append(_table(methods, left=("method", "library method", "settings")))
     parts.append("<h2>How this was produced</h2>")

@@ -15,9 +15,8 @@ import torch
 
 from . import config as clconfig
 from . import data as datasets
-from . import models
 from .atomic import atomic_path
-from .train import arithmetic, build_benchmark, evaluate, latest_checkpoint
+from .train import evaluate, latest_checkpoint, setup
 
 log = logging.getLogger("clrepro.store")
 
@@ -30,7 +29,7 @@ def targets(cfg: dict) -> list[Path]:
     preset's checkpoint folder (those that exist)."""
     root = Path(cfg["data"]["root"])
     found = [datasets.dataset_folder(root, n) for n in clconfig.all_datasets(cfg)]
-    found.append(Path(cfg["checkpoints"]) / cfg["preset"])
+    found.append(clconfig.checkpoint_dir(cfg))
     return [p for p in found if p.exists()]
 
 
@@ -66,7 +65,7 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
         result = json.loads(Path(path).read_text())
         run = clconfig.Run(result["experiment"], result["scenario"], result["method"], result["seed"])
         spec = clconfig.resolve(cfg, run)
-        folder = Path(cfg["checkpoints"]) / cfg["preset"] / run.path
+        folder = clconfig.checkpoint_dir(cfg, run)
         found = latest_checkpoint(folder, result["spec_hash"]) if folder.exists() else None
         row = {"run": run.path, "spec_hash": result["spec_hash"], "checkpoint": str(folder)}
         last = len(result["R"]) - 1
@@ -74,9 +73,7 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
             rows.append(row | {"status": "missing", "max_abs_diff": None})
             continue
         dev = torch.device(device)
-        memory, amp = arithmetic(result["provenance"], dev)
-        bench = build_benchmark(spec).to(dev, memory)
-        model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
+        bench, model, amp = setup(spec, result["provenance"], dev)
         model.load_state_dict(found[1]["model"])
         with torch.autocast(**amp):
             again = evaluate(model, bench, upto=last)

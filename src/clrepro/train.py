@@ -221,11 +221,15 @@ def execution(spec: dict, dev: torch.device, precision: str = "auto") -> dict:
     return {"precision": precision, "channels_last": conv_on_gpu}
 
 
-def arithmetic(execution: dict, dev: torch.device) -> tuple[torch.memory_format, dict]:
-    """The memory format and the ``torch.autocast`` arguments of an ``execution`` record."""
+def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Benchmark, torch.nn.Module, dict]:
+    """The benchmark and the freshly initialised network on ``dev`` in the memory format of an
+    ``execution`` record, and the ``torch.autocast`` arguments of its precision."""
     memory = torch.channels_last if execution.get("channels_last") else torch.contiguous_format
-    return memory, {"device_type": dev.type, "dtype": torch.bfloat16,
-                    "enabled": execution.get("precision") == "bf16"}
+    bench = build_benchmark(spec).to(dev, memory)
+    torch.manual_seed(spec["seeds"]["init"])
+    model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
+    return bench, model, {"device_type": dev.type, "dtype": torch.bfloat16,
+                          "enabled": execution.get("precision") == "bf16"}
 
 
 def steps_per_task(spec: dict, n_samples: int) -> int:
@@ -258,11 +262,9 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     if recorded and recorded != prov["precision"]:
         raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
                          f"{prov['precision']} would mix the two (pass --precision {recorded} or auto)")
-    memory, amp = arithmetic(prov, dev)
-    bench = build_benchmark(spec).to(dev, memory)
-    torch.manual_seed(spec["seeds"]["init"])
-    model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
-    method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
+    bench, model, amp = setup(spec, prov, dev)
+    method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"],
+                                            drop_last=bool(spec.get("iters_per_task")))   # epochs: every sample
     optimizer = make_optimizer(model, spec)
     reset = spec["optimizer"].get("reset_per_task", False)
 
@@ -273,7 +275,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     start, partial = 0, None
     if resumed:
         meta, state = resumed
-        model.load_state_dict(state["model"])
+        if meta.get("step") is None:   # inside a task: loaded after begin_task (which may re-initialise)
+            model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         _set_rng_state(state.get("rng"), dev)
@@ -304,11 +307,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         for t in range(start, bench.n_tasks):
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
-            method.sampler.drop_last = bool(spec.get("iters_per_task"))   # epochs: every sample, every epoch
             iters = steps_per_task(spec, method.sampler.size)
             if partial is not None:
                 step0, task_state, loop = partial
-                model.load_state_dict(state["model"])   # as saved, whatever begin_task did
+                model.load_state_dict(state["model"])
                 method.load_task_state(task_state)
                 loss_sum = loop["loss_sum"].to(dev)
                 t0 -= loop["seconds"]

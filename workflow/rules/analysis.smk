@@ -4,7 +4,7 @@ TARGETS = "config/targets.csv"
 
 rule aggregate:
     input:
-        [run_result(r) for r in RUNS],
+        RESULTS,
     output:
         runs=report(f"{OUT}/runs.csv", caption="../report/runs.rst", category="Tables"),
         accuracy=f"{OUT}/accuracy.csv",

@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 from snakemake.utils import min_version, validate
 
@@ -21,9 +20,10 @@ CFG = clconfig.load(CONFIGFILE, overrides=config)
 
 PRESET = config["preset"]
 OUT = f"{config['outdir']}/{PRESET}"
-CKPT = f"{config['checkpoints']}/{PRESET}"
+CKPT = str(clconfig.checkpoint_dir(CFG))
 DATA = config["data"]["root"]
 RUNS = clconfig.runs(CFG)
+RESULTS = [f"{OUT}/runs/{run.path}.json" for run in RUNS]
 EXPERIMENTS = list(CFG["_experiments"])
 REPORT = f"{OUT}/report.html"
 FIGURES = [f"{OUT}/figures/{name}_{kind}.png" for name, exp in CFG["_experiments"].items() for kind in exp["figures"]]
@@ -35,13 +35,13 @@ wildcard_constraints:
     method="[a-z0-9_]+",
     seed=r"\d+",
     dataset="[a-z0-9]+",
-    kind="accuracy_per_task|final_accuracy|average_accuracy|task_bars",   # clrepro.figures.KINDS
+    kind="|".join(clconfig.FIGURE_KINDS),
 
 
 def experiment_config(experiment):
     """The experiment's file: an input of the analysis rules, so that editing labels, targets or
     notes re-renders what shows them."""
-    return str(Path(CONFIGFILE).parent / "experiments" / f"{experiment}.yaml")
+    return str(clconfig.experiment_path(CONFIGFILE, experiment))
 
 
 def raw_files(dataset):
@@ -52,10 +52,6 @@ def raw_files(dataset):
 def experiment_files(experiment):
     """The raw files of every dataset an experiment reads."""
     return [f for d in clconfig.dataset_names(CFG["_experiments"][experiment]) for f in raw_files(d)]
-
-
-def run_result(run):
-    return f"{OUT}/runs/{run.path}.json"
 
 
 def run_spec(wildcards):

@@ -27,4 +27,4 @@ rule train:
 rule runs:
     """Target: every run of the configured grid, without the analysis."""
     input:
-        [run_result(r) for r in RUNS],
+        RESULTS,

@@ -42,19 +42,14 @@ class Sampler:
     With ``drop_last`` off, an epoch ends with the partial batch of the remaining samples (as
     Keras' ``fit`` does)."""
 
-    def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int):
-        self.bench, self.tasks, self.upto = bench, tasks, upto
+    def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int, drop_last: bool = True):
+        self.bench, self.tasks, self.upto, self.drop_last = bench, tasks, upto, drop_last
         self.gen = torch.Generator().manual_seed(seed)
         self.sizes = [len(bench.train[t]) for t in tasks]
+        self.size = sum(self.sizes)   # training samples of the tasks drawn from
         self.offsets = torch.tensor([0] + self.sizes).cumsum(0)
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
-        self.drop_last = True
-
-    @property
-    def size(self) -> int:
-        """Training samples of the tasks drawn from."""
-        return int(self.offsets[-1])
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "order": self.order, "pos": self.pos}
@@ -64,11 +59,10 @@ class Sampler:
         self.order, self.pos = state["order"], state["pos"]
 
     def indices(self, n: int) -> torch.Tensor:
-        total = int(self.offsets[-1])
-        if n > total:
-            raise ValueError(f"batch size {n} exceeds the {total} training samples available")
+        if n > self.size:
+            raise ValueError(f"batch size {n} exceeds the {self.size} training samples available")
         if self.pos >= len(self.order) or (self.drop_last and self.pos + n > len(self.order)):
-            self.order, self.pos = torch.randperm(total, generator=self.gen), 0
+            self.order, self.pos = torch.randperm(self.size, generator=self.gen), 0
         idx = self.order[self.pos:self.pos + n]
         self.pos += len(idx)
         return idx
@@ -119,18 +113,20 @@ class Method:
 
     name: ClassVar[str] = "none"
     fresh_optimizer: ClassVar[bool] = False   # the loop makes a new optimiser before every task
+    scored_when_learned: ClassVar[bool] = False   # figures score task j by R[j][j], not R[T-1][j]
     scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
     hyperparameters: ClassVar[dict] = {}
 
-    def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int):
-        self.model, self.bench, self.hp, self.seed = model, bench, hp, seed
+    def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int, drop_last: bool = True):
+        """``drop_last``: the samplers' (off when a task is counted in epochs)."""
+        self.model, self.bench, self.hp, self.seed, self.drop_last = model, bench, hp, seed, drop_last
         self.task = 0
 
     # -- hooks, in the order the loop calls them ----------------------------------------------
     def begin_task(self, task: int) -> None:
         """Before training ``task``: set up the task's sampler."""
         self.task = task
-        self.sampler = Sampler(self.bench, [task], task, self.seed_for(task, "data"))
+        self.sampler = Sampler(self.bench, [task], task, self.seed_for(task, "data"), self.drop_last)
 
     def train_batches(self, batch_size: int) -> list[Batch]:
         return self.sampler.batches(batch_size)

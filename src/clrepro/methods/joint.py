@@ -14,4 +14,5 @@ class Joint(Method):
 
     def begin_task(self, task: int) -> None:
         self.task = task
-        self.sampler = Sampler(self.bench, list(range(task + 1)), task, self.seed_for(task, "data"))
+        self.sampler = Sampler(self.bench, list(range(task + 1)), task, self.seed_for(task, "data"),
+                               self.drop_last)

@@ -12,6 +12,7 @@ from .base import Method
 class Scratch(Method):
     name = "scratch"
     fresh_optimizer = True
+    scored_when_learned = True
 
     def begin_task(self, task: int) -> None:
         super().begin_task(task)

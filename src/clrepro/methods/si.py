@@ -76,8 +76,11 @@ class SI(QuadraticPenalty):
         self.omega_total = state["omega_total"]
 
     def task_state(self) -> dict:
-        return {**super().task_state(), "start": self.start, "prev": self.prev, "path": self.path}
+        return {**super().task_state(), "start": self.start, "path": self.path}
 
+    @torch.no_grad()
     def load_task_state(self, state: dict) -> None:
+        """(Called with the model restored: ``prev``, theta before the next step, is its parameters.)"""
         super().load_task_state(state)
-        self.start, self.prev, self.path = state["start"], state["prev"], state["path"]
+        self.start, self.path = state["start"], state["path"]
+        torch._foreach_copy_(self.prev, self._params())
