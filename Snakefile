@@ -10,6 +10,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/analysis.smk"
+include: "workflow/rules/simulation.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/store.smk"
 

@@ -74,5 +74,32 @@ def test_rehearsal_extends_lifetimes_far_beyond_the_decay_time():
     a_c = c.critical_efficacy(mem.efficacy, n)
     ages = mem.ages(599)
     assert mem.rehearsals > 0 and (mem.efficacy[ages > 5 * lifetime] > a_c).sum() >= 3
-    assert (mem.efficacy[ages < 3] > a_c).all()
+    assert (mem.efficacy[ages <= 1] > a_c).all()
     assert retrieved(mem.patterns, mem.efficacy)[(ages > 5 * lifetime) & (mem.efficacy > 1.2 * a_c)].all()
+
+
+def test_patterns_are_regenerated_identically_per_seed_and_birth_time():
+    born = torch.tensor([0, 5, 7])
+    a, b = c.pattern_of(1, born, 64), c.pattern_of(1, born[[1]], 64)
+    assert torch.equal(a[1:2], b) and set(a.unique().tolist()) == {-1.0, 1.0}
+    assert not torch.equal(a, c.pattern_of(2, born, 64)) and not torch.equal(a[0], a[1])
+
+
+def test_branch_leaves_the_stream_untouched_and_draws_its_own_rehearsals():
+    s = c.Stream(300, 10.0, 1.0, 2.0, 0.25, seed=1).run(200)
+    before = (s.mem.efficacy.clone(), s.mem.born.clone(), s.t)
+    lesioned = s.branch("lesion").run(10, tau=2.0)
+    assert torch.equal(s.mem.efficacy, before[0]) and torch.equal(s.mem.born, before[1]) and s.t == before[2]
+    assert lesioned.t == s.t + 10
+    # the same branch of the same stream is the same; its draws differ from the stream's own
+    again = s.branch("lesion").run(10, tau=2.0)
+    assert torch.equal(again.mem.efficacy, lesioned.mem.efficacy)
+    control, cont = s.branch("control").run(10), c.Stream(300, 10.0, 1.0, 2.0, 0.25, seed=1).run(210)
+    assert not torch.equal(control.mem.efficacy, cont.mem.efficacy)
+
+
+def test_faster_decay_for_one_step_is_the_hand_computed_factor():
+    s = c.Stream(100, 10.0, a0=1.0, seed=0).run(3)               # no rehearsal: 1, e^-0.1, e^-0.2
+    s.step(tau=2.0)
+    expected = torch.tensor([math.exp(-0.2 - 0.5), math.exp(-0.1 - 0.5), math.exp(-0.5), 1.0], dtype=torch.float64)
+    assert torch.allclose(s.mem.efficacy, expected) and s.mem.born.tolist() == [0, 1, 2, 3]

@@ -1,6 +1,9 @@
 """The real Snakemake DAG end to end, on a tiny MNIST written in the real IDX format: download
 (from a local mirror, with the test files' own checksums) -> train every method x scenario x seed
--> aggregate -> figures -> audit -> report, then `snakemake --report`, then nothing left to do."""
+-> aggregate -> figures -> audit -> report, with the consolidation simulation's panels beside them,
+then `snakemake --report`, then nothing left to do."""
+import json
+import os
 import shutil
 
 import pandas as pd
@@ -9,13 +12,14 @@ import yaml
 from workflow_helpers import REPO, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
+SIM = "consolidation_shaham22"
 
 
 @pytest.fixture(scope="module")
 def workflow_run(tiny_mnist, tmp_path_factory):
     work = make_workdir(tmp_path_factory.mktemp("workflow"), tiny_mnist,
                         {"seeds": 2, "iters_per_task": 15, "batch_size": 32,
-                         "model": {"type": "mlp", "hidden": [32]}})
+                         "model": {"type": "mlp", "hidden": [32]}}, simulations=[SIM])
     proc = snakemake(work, "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     return work / "reports" / "test", work
@@ -49,10 +53,41 @@ def test_audit_lists_every_published_cell_without_verdicts(workflow_run):
     assert (audit[audit.method.isin(["DGR", "iCaRL", "XdG"])].verdict == "not run").all()
 
 
+def test_simulation_panels_record_what_produced_them(workflow_run):
+    out, _ = workflow_run
+    folder = out / "simulations" / SIM
+    for panel in ("forgetting", "rehearsal", "scaling", "lesion"):
+        rec = json.loads((folder / f"{panel}.json").read_text())
+        assert rec["preset"] == "test" and rec["seeds"] == [0] and rec["panel"] == panel
+        assert rec["model"]["tau"] == 10.0 and rec["provenance"]["git"]["commit"] and rec["summary"]
+        assert len(pd.read_csv(folder / f"{panel}.csv")) > 0
+    assert json.loads((folder / "scaling.json").read_text())["parameters"]["n"] == [100, 200]
+    assert sorted(p.stem for p in folder.glob("*.png")) == ["efficacy", "forgetting", "lesion", "rehearsal", "scaling"]
+
+
+def test_editing_a_simulation_reruns_its_panels_and_no_training(workflow_run):
+    _, work = workflow_run
+    path = work / "config" / "simulations" / f"{SIM}.yaml"
+    original, stat = path.read_text(), path.stat()
+    try:
+        sim = yaml.safe_load(original)
+        sim["presets"]["test"]["panels"]["lesion"]["duration"] = 6
+        path.write_text(yaml.safe_dump(sim, sort_keys=False))
+        proc = snakemake(work, "--cores", "1", "--dry-run")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        jobs = proc.stdout
+        assert "simulate" in jobs and "wildcards: simulation=consolidation_shaham22, panel=lesion" in jobs
+        assert "rule train:" not in jobs and "panel=rehearsal" not in jobs
+    finally:
+        path.write_text(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
 def test_report_and_snakemake_report(workflow_run):
     out, work = workflow_run
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2
+    assert page.count("data:image/png;base64,") == 2 + 5
+    assert "Stochastic consolidation of lifelong memory" in page and "retrievable memories ~ N^b" in page
     assert "test</b> preset" in page and "Audit against the published numbers" in page
     proc = snakemake(work, "--cores", "1", "--report", str(work / "snakemake-report.zip"))
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -37,15 +37,24 @@ def make_workdir(work: Path, tiny_mnist, preset: dict, *, methods: list[str] | N
                  scenarios: list[str] | None = None, **top) -> Path:
     """``work/config`` = the repository's config with the "test" preset ``preset``, data from the
     tiny mirror, on the CPU; optionally fewer methods/scenarios of split MNIST; ``top``: other
-    top-level keys (``experiments`` defaults to split MNIST alone)."""
+    top-level keys (``experiments`` defaults to split MNIST alone, ``simulations`` to none)."""
     mirror, checksums = tiny_mnist
     top.setdefault("experiments", [EXP])
+    top.setdefault("simulations", [])
     shutil.copytree(REPO / "config", work / "config")
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cfg.update(preset="test", data={"root": "data", "mirror": str(mirror), "checksums": checksums},
                device="cpu", **top)
     cfg["presets"]["test"] = preset
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for name in top["simulations"]:   # a small network, one seed
+        path = work / "config" / "simulations" / f"{name}.yaml"
+        sim = yaml.safe_load(path.read_text())
+        eq = {"n": 200, "burn_in": 300, "snapshots": 2, "every": 100}
+        sim["presets"]["test"] = {"seeds": 1, "panels": {
+            "forgetting": {"n": 200, "steps": 100}, "rehearsal": eq, "scaling": dict(eq, n=[100, 200]),
+            "lesion": dict(eq, duration=5)}}
+        path.write_text(yaml.safe_dump(sim, sort_keys=False))
     if methods or scenarios:
         path = work / "config" / "experiments" / f"{EXP}.yaml"
         exp = yaml.safe_load(path.read_text())

@@ -64,9 +64,22 @@ def _audit(a):
                exp.get("audit_map"))
 
 
+def _simulate(a):
+    from .memory import panels
+    sims = _experiments(a)["_simulations"]
+    if a.simulation not in sims:
+        raise ValueError(f"simulations: {a.simulation!r} is not configured (configured: {list(sims)})")
+    panels.main(sims[a.simulation], a.simulation, a.panel, a.csv, a.json, a.device, a.threads)
+
+
+def _simulation_figure(a):
+    from .memory import plots
+    plots.main(a.kind, a.csv, a.json, a.out)
+
+
 def _report(a):
     from . import report
-    report.main(_experiments(a), a.preset, a.summary_csv, a.runs_csv, a.audit, a.figures, a.out)
+    report.main(_experiments(a), a.preset, a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations)
 
 
 def _share(a):
@@ -145,11 +158,28 @@ def main(argv=None) -> None:
     u.add_argument("--out", required=True)
     u.set_defaults(fn=_audit)
 
+    m = analysis("simulate", "simulate one panel of a memory-model simulation (no training)")
+    m.add_argument("--simulation", required=True)
+    m.add_argument("--panel", required=True, help="forgetting, rehearsal, scaling or lesion")
+    m.add_argument("--csv", required=True, help="the panel's table")
+    m.add_argument("--json", required=True, help="its parameters, summary and provenance")
+    m.add_argument("--device", default="auto")
+    m.add_argument("--threads", type=int)
+    m.set_defaults(fn=_simulate)
+
+    mf = sub.add_parser("simulation-figure", help="draw a figure of a simulation from its panel's table")
+    mf.add_argument("kind", help="forgetting, rehearsal, efficacy, scaling or lesion")
+    mf.add_argument("--csv", required=True)
+    mf.add_argument("--json", required=True)
+    mf.add_argument("--out", required=True)
+    mf.set_defaults(fn=_simulation_figure)
+
     r = analysis("report", "render the HTML report")
     r.add_argument("--summary-csv", required=True)
     r.add_argument("--runs-csv", required=True)
     r.add_argument("--audit", nargs="*", default=[])
     r.add_argument("--figures", nargs="*", default=[])
+    r.add_argument("--simulations", nargs="*", default=[], help="simulation panels' JSON records")
     r.add_argument("--out", required=True)
     r.set_defaults(fn=_report)
 

@@ -81,6 +81,10 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         name: load_experiment(experiment_path(path, name), config)
         for name in config["experiments"]
     }
+    config["_simulations"] = {
+        name: load_simulation(experiment_path(path, name, "simulations"), config["preset"])
+        for name in config["simulations"]
+    }
     seeds = config.get("seeds")   # e.g. --config seeds=5, or seeds='{split_mnist_vdv19: 5}'
     if isinstance(seeds, dict) and set(seeds) - set(config["_experiments"]):
         raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config['_experiments']))} "
@@ -102,9 +106,10 @@ def labels(exp: dict) -> dict[str, str]:
     return {key: spec.get("label", key) for key, spec in exp["methods"].items()}
 
 
-def experiment_path(config_file: str | os.PathLike, name: str) -> Path:
-    """``config/experiments/<name>.yaml`` beside the top-level config file."""
-    return Path(config_file).parent / "experiments" / f"{name}.yaml"
+def experiment_path(config_file: str | os.PathLike, name: str, kind: str = "experiments") -> Path:
+    """``config/<kind>/<name>.yaml`` beside the top-level config file (kind: experiments or
+    simulations)."""
+    return Path(config_file).parent / kind / f"{name}.yaml"
 
 
 def checkpoint_dir(config: dict, run: "Run | None" = None) -> Path:
@@ -142,6 +147,18 @@ def load_experiment(path: Path, config: dict) -> dict:
                 raise ConfigError(f"{path}: {err}") from None
     check_references(exp, path)
     return exp
+
+
+def load_simulation(path: Path, preset: str) -> dict:
+    """A simulation file with its own preset applied (the paper's values when it names none:
+    presets of training protocols mean nothing to it), validated."""
+    sim = _load_yaml(path)
+    validate(sim, "simulation.schema.yaml", str(path))
+    if preset in sim.get("presets", {}):
+        sim = deep_merge(sim, sim["presets"][preset])
+        validate(sim, "simulation.schema.yaml", f"{path} (preset {preset})")
+    sim["preset"] = preset if preset in sim.get("presets", {}) else "paper"
+    return sim
 
 
 def n_tasks(exp: dict) -> int:

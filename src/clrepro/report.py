@@ -109,8 +109,72 @@ def provenance_section(runs: pd.DataFrame) -> str:
     return _table(prov, left=("git_commit", "device"))
 
 
+def simulation_numbers(records: dict[str, dict]) -> pd.DataFrame:
+    """The numbers each panel of the consolidation simulation checks, with what they should show."""
+    rows = []
+
+    def add(panel, quantity, value, expect):
+        rows.append({"panel": panel, "quantity": quantity, "value": value, "qualitative check": expect})
+    if "forgetting" in records:
+        f = records["forgetting"]["summary"]
+        add("(a)", "lifetime without rehearsal: theory tau ln(A0/A_c)", _fmt(f["lifetime_theory"], 1),
+            "retrieval ends at this age")
+        add("(a)", "measured: first age with P(retrieved) < 0.5 (dynamics / mean field)",
+            f"{f['lifetime_retrieved']} / {f['lifetime_mean_field']}", "equal to the theory within a unit or two")
+    if "rehearsal" in records:
+        r = records["rehearsal"]["summary"]
+        d, m = r["retrieved"], r["mean_field"]
+        add("(b)", "mean lifetime with rehearsal (dynamics / mean field)",
+            f"{_fmt(d['mean_lifetime'], 1)} / {_fmt(m['mean_lifetime'], 1)}",
+            f"longer than without rehearsal ({_fmt(r['lifetime_no_rehearsal'], 1)})")
+        add("(b)", "share of retrievable memories older than 10 tau", _fmt(d["older_than_10_tau"], 2),
+            "consolidated memories outlive tau many times")
+        add("(b)", "oldest retrievable memory / tau", _fmt(d["oldest_age_over_tau"], 1), "far above 1")
+        e = r["efficacy"]
+        add("(c)", "stored memories below A_c", _fmt(e["below_a_c"], 2), "a forgotten mode below A_c")
+        add("(c)", "median A / A_c of the retrievable; consolidated fixed point / A_c",
+            f"{_fmt(e['retrievable_median_over_a_c'], 2)}; {_fmt(e['fixed_point_over_a_c'], 2)}",
+            "a second mode above A_c, near the fixed point")
+    if "scaling" in records:
+        for crit, name in (("retrieved", "dynamics"), ("mean_field", "mean field")):
+            fit = records["scaling"]["summary"][crit]
+            add("(d)", f"retrievable memories ~ N^b ({name}): b, R^2",
+                f"{_fmt(fit['exponent'], 2)}, {_fmt(fit['r2'], 3)}", "a power law (straight on log-log axes)")
+    if "lesion" in records:
+        kept = records["lesion"]["summary"]["retained"]
+        add("(e)", "retrievable after the lesion / control, by age at onset",
+            "; ".join(f"{age}: {_fmt(v['lesion'], 2)}/{_fmt(v['control'], 2)}" for age, v in kept.items()),
+            "recent memories lost more than old (temporally graded)")
+    return pd.DataFrame(rows)
+
+
+def simulation_section(name: str, sim: dict, records: dict[str, dict], figures: list[Path]) -> str:
+    parts = [f"<h2>{html.escape(sim.get('title', name))}</h2>"]
+    if not records:
+        return parts[0] + (f"<p>Not run for this report (configured in <code>config/simulations/{name}.yaml</code>; "
+                           "<code>snakemake --cores all</code> runs it).</p>")
+    first = next(iter(records.values()))
+    parts.append(f"<p class='small'>Model: <code>{html.escape(json.dumps(first['model']))}</code>; retrieval: "
+                 f"<code>{html.escape(json.dumps(first['retrieval']))}</code>; seeds {first['seeds']}; "
+                 f"preset {html.escape(first['preset'])}. Configuration: <code>config/simulations/{name}.yaml"
+                 "</code>.</p>")
+    parts += [f"<p>{html.escape(note)}</p>" for note in sim.get("report_notes", [])]
+    if sim.get("choices"):
+        parts.append("<h3>Model choices</h3>")
+        parts.append(_table(pd.DataFrame(sim["choices"], columns=["choice", "follows"]), left=("choice", "follows")))
+    parts += [_img(f) for f in figures]
+    parts.append("<h3>Numbers</h3>")
+    parts.append(_table(simulation_numbers(records), left=("panel", "quantity", "value", "qualitative check")))
+    prov = pd.DataFrame([{"panel": p, "parameters": json.dumps(r["parameters"]), "seconds": _fmt(r["seconds"], 0),
+                          "git_commit": r["provenance"]["git"]["commit"][:10], "device": r["provenance"]["device"]}
+                         for p, r in records.items()])
+    parts.append(_table(prov, left=("panel", "parameters", "git_commit", "device")))
+    return "\n".join(parts)
+
+
 def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
-           audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]]) -> str:
+           audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]],
+           simulations: dict[str, dict[str, dict]] | None = None) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>clrepro report ({preset})</title>",
              f"<style>{CSS}</style></head><body><h1>clrepro — replication report</h1>",
@@ -164,6 +228,8 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
                                 for key, spec in exp["methods"].items()])
         parts.append("<h3>Methods and hyperparameters</h3>")
         parts.append(_table(methods, left=("method", "library method", "settings")))
+    for name, sim in config.get("_simulations", {}).items():
+        parts.append(simulation_section(name, sim, (simulations or {}).get(name, {}), figures.get(name, [])))
     parts.append("<h2>How this was produced</h2>")
     parts.append("<p><code>snakemake --cores all" + ("" if preset == "paper" else f" --config preset={preset}")
                  + "</code>; every run's spec, seeds and provenance are in <code>runs.csv</code> and the "
@@ -173,13 +239,21 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     return "\n".join(parts)
 
 
-def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out) -> None:
+def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out,
+         simulation_records=()) -> None:
+    """``simulation_records``: ``.../<simulation>/<panel>.json``; a simulation's figures are
+    ``.../<simulation>/<kind>.png``."""
     audits = {Path(p).stem.removesuffix("_audit"): read_csv(p) for p in audit_csvs}
     figures: dict[str, list[Path]] = {}
-    for f in figure_paths:
+    for f in map(Path, figure_paths):
         for name in config["_experiments"]:
-            if Path(f).name.startswith(name + "_"):
-                figures.setdefault(name, []).append(Path(f))
-    page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures)
+            if f.name.startswith(name + "_"):
+                figures.setdefault(name, []).append(f)
+        if f.parent.name in config.get("_simulations", {}):
+            figures.setdefault(f.parent.name, []).append(f)
+    simulations: dict[str, dict[str, dict]] = {}
+    for p in map(Path, simulation_records):
+        simulations.setdefault(p.parent.name, {})[p.stem] = json.loads(p.read_text())
+    page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures, simulations)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

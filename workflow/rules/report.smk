@@ -5,11 +5,15 @@ rule report:
         experiments=[experiment_config(e) for e in EXPERIMENTS],
         audits=expand(f"{OUT}/audit/{{experiment}}_audit.csv", experiment=EXPERIMENTS),
         figures=FIGURES,
+        simulation_configs=[simulation_config(s) for s in SIMULATIONS],
+        simulation_plots=SIMULATION_PLOTS,
+        simulations=SIMULATION_RECORDS,
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
     log:
         f"logs/{PRESET}/report.log",
     shell:
         "clrepro report --config {CONFIGFILE} --preset {PRESET} --summary-csv {input.summary} "
-        "--runs-csv {input.runs} --audit {input.audits} --figures {input.figures} --out {output} "
+        "--runs-csv {input.runs} --audit {input.audits} --figures {input.figures} {input.simulation_plots} "
+        "--simulations {input.simulations} --out {output} "
         "> {log} 2>&1"

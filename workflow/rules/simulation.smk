@@ -1,0 +1,56 @@
+# Simulations of memory models (no training, no datasets): one job per simulation x panel writes
+# the panel's table and a JSON record; one job per figure draws it. The panel's resolved settings
+# are the job's only param and the file is not an input, so editing a panel reruns that panel
+# alone (and editing notes re-renders only the report).
+from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES
+
+SIMULATIONS = CFG["_simulations"]
+SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in set(SIMULATION_FIGURES.values())]
+SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]
+
+
+wildcard_constraints:
+    simulation="[A-Za-z0-9_]+",
+    panel="|".join(set(SIMULATION_FIGURES.values())),
+    simulation_figure="|".join(SIMULATION_FIGURES),
+
+
+def simulation_config(name):
+    return str(clconfig.experiment_path(CONFIGFILE, name, "simulations"))
+
+
+def simulation_settings(w):
+    sim = SIMULATIONS[w.simulation]
+    keys = ("model", "retrieval", "seeds", "preset")
+    return json.dumps({"panel": sim["panels"][w.panel], **{k: sim[k] for k in keys}}, sort_keys=True)
+
+
+rule simulate:
+    output:
+        csv=f"{OUT}/simulations/{{simulation}}/{{panel}}.csv",
+        json=f"{OUT}/simulations/{{simulation}}/{{panel}}.json",
+    params:
+        settings=simulation_settings,
+    log:
+        f"logs/{PRESET}/simulate/{{simulation}}_{{panel}}.log",
+    threads: config["threads_per_job"]
+    resources:
+        gpu=uses_gpu(),
+    shell:
+        "clrepro simulate --config {CONFIGFILE} --preset {PRESET} --simulation {wildcards.simulation} "
+        "--panel {wildcards.panel} --csv {output.csv} --json {output.json} --device {config[device]} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule simulation_figure:
+    input:
+        csv=lambda w: f"{OUT}/simulations/{w.simulation}/{SIMULATION_FIGURES[w.simulation_figure]}.csv",
+        json=lambda w: f"{OUT}/simulations/{w.simulation}/{SIMULATION_FIGURES[w.simulation_figure]}.json",
+    output:
+        report(f"{OUT}/simulations/{{simulation}}/{{simulation_figure}}.png", caption="../report/simulation_figure.rst",
+               category="Figures", subcategory="{simulation}"),
+    log:
+        f"logs/{PRESET}/simulation_figure/{{simulation}}_{{simulation_figure}}.log",
+    shell:
+        "clrepro simulation-figure {wildcards.simulation_figure} --csv {input.csv} --json {input.json} "
+        "--out {output} > {log} 2>&1"
