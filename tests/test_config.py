@@ -27,9 +27,10 @@ def cfg(in_repo):
 
 @pytest.fixture
 def cfg_copy(tmp_path):
-    """config.yaml and experiments/ copied to tmp_path; returns the copied config.yaml path."""
+    """config.yaml, experiments/ and simulations/ copied to tmp_path; returns the copied config.yaml path."""
     shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config.yaml")
     shutil.copytree(REPO / "config" / "experiments", tmp_path / "experiments")
+    shutil.copytree(REPO / "config" / "simulations", tmp_path / "simulations")
     return tmp_path / "config.yaml"
 
 
@@ -42,7 +43,8 @@ def edit_yaml(path: Path, fn):
 def test_load_paper_config_and_runs(cfg):
     assert cfg["preset"] == "paper"
     assert list(cfg["_experiments"]) == [EXP, "split_mnist_si17", "permuted_mnist_si17", "permuted_mnist_vdv19",
-                                         "split_cifar_si17"]
+                                         "split_cifar_si17", "split_mnist_sdm23"]
+    assert list(cfg["_simulations"]) == ["consolidation_shaham22"]
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
@@ -158,6 +160,22 @@ def test_unknown_hyperparameter_of_method(cfg_copy):
     # a hyperparameter of another method is refused as well (SI's c on L2)
     edit_yaml(exp, lambda d: (d["methods"]["ewc"].pop("lamda"), d["methods"]["l2"].update({"c": 1.0})))
     with pytest.raises(ConfigError, match=r"methods\.l2\.c"):
+        config.load(cfg_copy)
+
+
+def test_method_models_merge_into_the_experiments_or_replace_it(cfg):
+    sdm = "split_mnist_sdm23"
+    ablation = config.resolve(cfg, config.Run(sdm, "class", "sdm_no_norm", 0))["model"]
+    assert ablation == {"type": "sdm", "neurons": 1000, "k": 10, "activation": "gaba", "switch_after": 100000,
+                        "normalize": False}
+    assert config.resolve(cfg, config.Run(sdm, "class", "relu_si", 0))["model"] == {"type": "mlp", "hidden": [1000]}
+    assert config.resolve(cfg, config.Run(sdm, "class", "sdm", 0))["model"] == cfg["_experiments"][sdm]["model"]
+
+
+def test_bad_method_model_names_the_method(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / "split_mnist_sdm23.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["sdm_k3"]["model"].update({"kk": 3}))
+    with pytest.raises(ConfigError, match=r"methods\.sdm_k3\.model.*kk"):
         config.load(cfg_copy)
 
 

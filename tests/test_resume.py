@@ -357,3 +357,21 @@ def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_pa
     out.write_text(json.dumps(result))
     with pytest.raises(RuntimeError, match="differs"):
         store.verify_checkpoints(local, [out], tmp_path / "v.csv")
+
+
+def test_sdm_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path):
+    """The SDM-MLP's GABA-switch counts travel with its checkpoints (one 10-way head, clipped SGD)."""
+    spec = make_spec(cfg, "class", "none")
+    spec.update(model={"type": "sdm", "neurons": 64, "k": 4, "switch_after": 3000},
+                optimizer={"name": "sgd", "lr": 0.05, "clip_grad_norm": 1.0},
+                benchmark=dict(spec["benchmark"], outputs="all"))
+    spec["spec_hash"] = config.spec_hash(spec)
+    full = run(spec, tmp_path / "full.json")
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    run(spec, out, ckpt, stop=1)
+    with pytest.raises(train.Preempted):
+        run(spec, out, ckpt, stop_after_step=7)
+    counts = torch.load(ckpt / "task-02-step-0000007" / "state.pt", weights_only=False)["model"]["topk.count"]
+    assert 0 < counts.max() < 3000                 # mid-switch
+    resumed = run(spec, out, ckpt)
+    assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]

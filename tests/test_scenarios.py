@@ -83,6 +83,15 @@ def test_class_il_growing_head_and_global_targets(toy_data):
         assert torch.equal(bench.targets(bench.train[t].p, t), bench.train[t].p)
 
 
+def test_class_il_with_all_outputs_keeps_one_full_head(toy_data):
+    """The SDM-MLP protocol: every unit active from the first task on, global targets."""
+    bench = scenarios.split(*toy_data, "class", PAIRS, all_outputs=True)
+    assert all(bench.active(j, i) == (0, 10) for i in range(5) for j in range(5))
+    assert bench.to("cpu").all_outputs
+    with pytest.raises(ValueError, match="benchmark.outputs"):
+        scenarios.split(*toy_data, "task", PAIRS, all_outputs=True)
+
+
 def test_n_outputs_per_scenario_with_three_tasks(toy_bench):
     assert toy_bench("task").n_outputs == 6
     assert toy_bench("domain").n_outputs == 2

@@ -140,6 +140,9 @@ def load_experiment(path: Path, config: dict) -> dict:
         exp = deep_merge(exp, exp.get("presets", {}).get(preset, {}))
         validate(exp, "experiment.schema.yaml", f"{path} (preset {preset})")
     for label, spec in exp["methods"].items():
+        if "model" in spec:   # the method's network, checked as the experiment's is
+            validate({**exp, "model": method_model(exp, label)}, "experiment.schema.yaml",
+                     f"{path} (methods.{label}.model)")
         for scenario in exp["scenarios"]:
             try:
                 methods.expand(label, spec, scenario)
@@ -159,6 +162,17 @@ def load_simulation(path: Path, preset: str) -> dict:
         validate(sim, "simulation.schema.yaml", f"{path} (preset {preset})")
     sim["preset"] = preset if preset in sim.get("presets", {}) else "paper"
     return sim
+
+
+def method_model(exp: dict, key: str) -> dict:
+    """The network of ``methods.<key>``: its ``model`` merged into the experiment's when both
+    have the same type, replacing it otherwise; the experiment's when it has none."""
+    own = exp["methods"][key].get("model")
+    if own is None:
+        return exp["model"]
+    if own.get("type", exp["model"]["type"]) == exp["model"]["type"]:
+        return deep_merge(exp["model"], own)
+    return copy.deepcopy(own)
 
 
 def n_tasks(exp: dict) -> int:
@@ -232,7 +246,7 @@ def resolve(config: dict, run: Run) -> dict:
         "seeds": seeds,
         "dataset": exp["dataset"],
         "benchmark": exp["benchmark"],
-        "model": exp["model"],
+        "model": method_model(exp, run.method),
         "optimizer": exp["optimizer"],
         "batch_size": exp["batch_size"],
         "train_subset": exp.get("train_subset"),

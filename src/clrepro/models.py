@@ -10,6 +10,12 @@ Initialisation (``init``): ``torch`` (PyTorch's default, uniform in +-1/sqrt(fan
 three-scenarios reference code) or ``glorot`` (Keras' default: Glorot-uniform kernels, zero biases,
 as the SI reference code); ``head_init: zero`` zero-initialises the output layer (SI split MNIST and
 CIFAR). ``reset_parameters`` re-applies the configured initialisation.
+
+- ``sdm``: the SDM-MLP of Bricken, Davies, Singh, Krotov & Kreiman (ICLR 2023), sparse distributed
+  memory as a one-hidden-layer network (``SDMLP``); its components can be removed one at a time.
+
+After every optimiser step the loop calls ``constrain()``: a no-op except for the SDM-MLP, which
+keeps its weights non-negative and its neuron addresses on the unit sphere.
 """
 from __future__ import annotations
 
@@ -48,6 +54,9 @@ class Net(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))
 
+    def constrain(self) -> None:
+        """Re-impose constraints on the parameters after an optimiser step (none here)."""
+
 
 class MLP(Net):
     def __init__(self, input_dim: int, hidden: list[int], n_outputs: int, **init):
@@ -76,11 +85,100 @@ class CNN(Net):
         super().__init__(nn.Sequential(*layers), dense, n_outputs, **init)
 
 
-def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int) -> Net:
+class TopK(nn.Module):
+    """Top-K activation of the SDM-MLP on non-negative inputs h (ReLU'd similarities), per sample.
+
+    - ``subtract``: out = ReLU(h - h_(k+1)), h_(k+1) the (k+1)-th largest value (a detached
+      threshold, as an inhibitory interneuron's): exactly the k largest stay active (fewer on ties).
+    - ``gaba``: the GABA switch. Neuron i subtracts g_i h_(k+1) with g_i = clip(-1 + 2 c_i / T, -1, 1),
+      c_i its count of activations (out > 0) over training samples so far: every neuron starts
+      excitatory-to-all (g = -1, all active), and each turns inhibitory as it is used, until
+      g = 1 everywhere (``subtract``). T = ``switch_after``; the counts are a buffer (checkpointed).
+    - ``mask``: keep the k largest values as they are, zero the rest.
+    - ``none``: h unchanged (the ablation without Top-K).
+    """
+
+    MODES = ("gaba", "subtract", "mask", "none")
+
+    def __init__(self, neurons: int, k: int, mode: str = "gaba", switch_after: float = 5e6):
+        super().__init__()
+        if mode not in self.MODES:
+            raise ValueError(f"model.activation: unknown Top-K mode {mode!r} (one of {', '.join(self.MODES)})")
+        if not 1 <= k < neurons:
+            raise ValueError(f"model.k: {k} must be at least 1 and below the {neurons} neurons")
+        self.k, self.mode, self.switch_after = k, mode, float(switch_after)
+        self.register_buffer("count", torch.zeros(neurons))
+
+    def gate(self) -> torch.Tensor:
+        """g per neuron: -1 (all active) .. 1 (pure Top-K)."""
+        if self.mode == "gaba":
+            return (-1 + 2 * self.count / self.switch_after).clamp(-1, 1)
+        return torch.ones_like(self.count)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        if self.mode == "none":
+            return h
+        if self.mode == "mask":
+            idx = h.topk(self.k, dim=1).indices
+            return h * torch.zeros_like(h).scatter_(1, idx, 1.0)
+        inhibition = h.topk(self.k + 1, dim=1).values[:, -1:].detach()
+        out = torch.relu(h - self.gate() * inhibition)
+        if self.mode == "gaba" and self.training:
+            with torch.no_grad():
+                self.count += (out > 0).sum(0)
+        return out
+
+
+class SDMLP(nn.Module):
+    """Sparse distributed memory as an MLP (Bricken et al. 2023): inputs and neuron addresses
+    L2-normalised (so h = ReLU(W x) are cosine similarities), Top-K activation, no biases, all
+    weights non-negative, a linear output layer read out from the k active neurons' values.
+    ``normalize``, ``positive``, ``bias`` and ``activation`` remove one component each."""
+
+    def __init__(self, input_dim: int, neurons: int, n_outputs: int, k: int, activation: str = "gaba",
+                 switch_after: float = 5e6, normalize: bool = True, positive: bool = True, bias: bool = False):
+        super().__init__()
+        self.normalize, self.positive = normalize, positive
+        self.hidden = nn.Linear(input_dim, neurons, bias=bias)
+        self.topk = TopK(neurons, k, activation, switch_after)
+        self.head = nn.Linear(neurons, n_outputs, bias=bias)
+        self.constrain()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if self.positive:
+            x = torch.relu(x)
+        if self.normalize:
+            x = nn.functional.normalize(x, dim=1)
+        return self.head(self.topk(torch.relu(self.hidden(x))))
+
+    @torch.no_grad()
+    def constrain(self) -> None:
+        """Weights (and biases) clamped at zero, then addresses (rows of the hidden weights)
+        rescaled to unit norm."""
+        if self.positive:
+            for p in self.parameters():
+                p.clamp_(min=0)
+        if self.normalize:
+            self.hidden.weight.copy_(nn.functional.normalize(self.hidden.weight, dim=1))
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        self.hidden.reset_parameters()
+        self.head.reset_parameters()
+        self.topk.count.zero_()
+        self.constrain()
+
+
+def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     kind = spec.get("type", "mlp")
     init = {"init": spec.get("init", "torch"), "head_init": spec.get("head_init", "default")}
     if kind == "mlp":
         return MLP(math.prod(input_shape), list(spec["hidden"]), n_outputs, **init)
+    if kind == "sdm":
+        return SDMLP(math.prod(input_shape), spec["neurons"], n_outputs, spec["k"], spec.get("activation", "gaba"),
+                     spec.get("switch_after", 5e6), spec.get("normalize", True), spec.get("positive", True),
+                     spec.get("bias", False))
     if kind == "cnn":
         if len(input_shape) != 3:
             raise ValueError(f"model.type: a cnn needs image inputs (C, H, W), got shape {tuple(input_shape)}")

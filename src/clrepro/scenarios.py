@@ -14,7 +14,9 @@ class     k*T          classes seen so far ``[0, k*(c+1))``          ``p``
 ========  ===========  ==========================================  ==============
 
 where ``c`` is the last task trained (when evaluating task ``j`` after task ``i``: ``max(i, j)``,
-so that a future task's classes are scored among the classes seen up to it).
+so that a future task's classes are scored among the classes seen up to it). With ``all_outputs``
+the class scenario keeps every unit active from the start (one k*T-way head, no masking, as the
+SDM-MLP paper's class-incremental protocol).
 """
 from __future__ import annotations
 
@@ -65,6 +67,7 @@ class Benchmark:
     test: list[Task]
     input_shape: tuple[int, ...]
     meta: dict = field(default_factory=dict)
+    all_outputs: bool = False
 
     @property
     def input_dim(self) -> int:
@@ -86,7 +89,7 @@ class Benchmark:
             return k * task, k * task + k
         if self.scenario == "domain":
             return 0, k
-        return 0, k * (max(task, upto) + 1)
+        return 0, k * (self.n_tasks if self.all_outputs else max(task, upto) + 1)
 
     def targets(self, p: torch.Tensor, task: int) -> torch.Tensor:
         """Target index within the active slice (see module docstring)."""
@@ -98,7 +101,7 @@ class Benchmark:
         return Benchmark(self.name, self.scenario, self.classes_per_task,
                          [t.to(device, memory_format, moved) for t in self.train],
                          [t.to(device, memory_format, moved) for t in self.test],
-                         self.input_shape, self.meta)
+                         self.input_shape, self.meta, self.all_outputs)
 
 
 def _check_scenario(scenario: str) -> None:
@@ -115,7 +118,7 @@ def class_order(tasks: list[list[int]], seed: int | None) -> list[int]:
 
 
 def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[list[int]],
-          order_seed: int | None = None, name: str = "split") -> Benchmark:
+          order_seed: int | None = None, name: str = "split", all_outputs: bool = False) -> Benchmark:
     """Split benchmark: task ``t`` holds the classes ``order[k*t : k*t+k]`` (e.g. 0/1, 2/3, ...)."""
     _check_scenario(scenario)
     sizes = {len(g) for g in tasks}
@@ -136,8 +139,10 @@ def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[
         return out
 
     groups = [order[k * t:k * t + k] for t in range(len(tasks))]
+    if all_outputs and scenario != "class":
+        raise ValueError(f"benchmark.outputs: 'all' applies to the class scenario, not {scenario!r}")
     return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]),
-                     {"class_order": order, "task_classes": groups})
+                     {"class_order": order, "task_classes": groups}, all_outputs)
 
 
 def permutations(n_tasks: int, dim: int, seed: int, first_identity: bool = True) -> list[torch.Tensor]:

@@ -54,7 +54,7 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
         train = _subset(train, spec["train_subset"], spec["seeds"]["data"])
     if bench["type"] == "split":
         return scenarios.split(train, test, spec["scenario"], bench["tasks"], spec["seeds"]["order"],
-                               name=spec["experiment"])
+                               name=spec["experiment"], all_outputs=bench.get("outputs") == "all")
     if bench["type"] == "permuted":
         return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
                                   name=spec["experiment"])
@@ -267,6 +267,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                                             drop_last=bool(spec.get("iters_per_task")))   # epochs: every sample
     optimizer = make_optimizer(model, spec)
     reset = spec["optimizer"].get("reset_per_task", False)
+    clip = spec["optimizer"].get("clip_grad_norm")
 
     rows, losses, seconds, steps = [], [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
@@ -327,7 +328,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 method.after_backward()
+                if clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
                 optimizer.step()
+                model.constrain()
                 method.after_step()
                 loss_sum += loss.detach()
                 if step + 1 == iters or not ckpt_dir:

@@ -32,7 +32,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
                          f"(supports: {', '.join(cls.scenarios)})")
     hp = dict(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description"):
+        if key in ("method", "label", "description", "model"):   # model: see config.method_model
             continue
         if key not in hp:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
