@@ -70,6 +70,8 @@ def scaling(df: pd.DataFrame, rec: dict, ax) -> None:
         ax.plot(n, fit["prefactor"] * n ** fit["exponent"], lw=1, c=ax.lines[-1].get_color())
     ax.set(xscale="log", yscale="log", xlabel="N (neurons)", ylabel="retrievable memories",
            title="(d) capacity against network size")
+    ax.set_xticks(list(m.index), [str(v) for v in m.index])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
     ax.legend(fontsize=7)
 
 
