@@ -39,12 +39,16 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+EXTRA = {"scratch": {}, "er": {"per_class": 3, "selection": "reservoir"},
+         "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"}}
+
+
 def make_spec(cfg, scenario, method, seed=0, iters=25):
-    """A quick spec of split MNIST; "scratch" (not in the experiment) is fine-tuning's with the
-    from-scratch method."""
-    spec = config.resolve(cfg, config.Run(EXP, scenario, "none" if method == "scratch" else method, seed))
-    if method == "scratch":
-        spec.update(method="scratch", method_class="scratch", hyperparameters={})
+    """A quick spec of split MNIST; the methods of ``EXTRA`` (not in the experiment) are
+    fine-tuning's spec with that method."""
+    spec = config.resolve(cfg, config.Run(EXP, scenario, "none" if method in EXTRA else method, seed))
+    if method in EXTRA:
+        spec.update(method=method, method_class=method.split("_")[0], hyperparameters=EXTRA[method])
     spec["iters_per_task"] = iters
     spec["train_subset"] = None
     spec["batch_size"] = 16            # 60 training images per task in the tiny MNIST
@@ -63,7 +67,7 @@ def folder_entries(folder):
 
 CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
-         ("task", "scratch")]
+         ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)

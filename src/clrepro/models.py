@@ -52,7 +52,11 @@ class Net(nn.Module):
             nn.init.zeros_(self.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        return self.head(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the output layer reads."""
+        return self.features(x)
 
     def constrain(self) -> None:
         """Re-impose constraints on the parameters after an optimiser step (none here)."""
@@ -66,8 +70,8 @@ class MLP(Net):
             layers += [nn.Linear(a, b), nn.ReLU()]
         super().__init__(nn.Sequential(*layers), dims[-1], n_outputs, **init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x.flatten(1)))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x.flatten(1))
 
 
 class CNN(Net):
@@ -145,12 +149,15 @@ class SDMLP(nn.Module):
         self.constrain()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
         if self.positive:
             x = torch.relu(x)
         if self.normalize:
             x = nn.functional.normalize(x, dim=1)
-        return self.head(self.topk(torch.relu(self.hidden(x))))
+        return self.topk(torch.relu(self.hidden(x)))
 
     @torch.no_grad()
     def constrain(self) -> None:

@@ -172,7 +172,7 @@ def lesion(p: dict, model: dict, retrieval: dict, seeds: list[int], device) -> t
                 rows = [index.get(int(k)) for k in born.tolist()]
                 parts.append({
                     "seed": seed, "onset": s.t - 1, "branch": branch, "age_at_onset": onset["age"][alive],
-                    "efficacy_at_onset": onset["efficacy"][alive] / onset["a_c"][alive],
+                    "margin_at_onset": onset["efficacy"][alive] / onset["a_c"][alive],   # A / A_c
                     "mean_field": np.array([r is not None and bool(after["mean_field"][r]) for r in rows], bool),
                     "retrieved": np.array([r is not None and bool(after["retrieved"][r]) for r in rows], bool)})
     df = _table(parts)
@@ -210,14 +210,14 @@ def main(sim: dict, name: str, panel: str, out_csv, out_json, device: str = "aut
         torch.set_num_threads(threads)
     dev = select_device(device)
     seeds, p = seeds_of(sim), sim["panels"][panel]
+    prov = provenance.collect(dev, Path(__file__).resolve().parents[3])   # the code that runs now
     t0 = time.perf_counter()
     df, summary = RUNNERS[panel](p, sim["model"], sim["retrieval"], seeds, dev)
     record = {"simulation": name, "panel": panel, "preset": sim["preset"], "seeds": seeds,
               "model": sim["model"], "retrieval": sim["retrieval"], "parameters": p, "summary": summary,
-              "seconds": time.perf_counter() - t0,
-              "provenance": provenance.collect(dev, Path(__file__).resolve().parents[3])}
+              "seconds": time.perf_counter() - t0, "provenance": prov}
     with atomic_path(out_csv) as tmp:
-        df.to_csv(tmp, index=False)
+        df.to_csv(tmp, index=False, float_format="%.6g")
     with atomic_path(out_json) as tmp:
         tmp.write_text(json.dumps(record, indent=1))
     return df, record

@@ -3,7 +3,9 @@
 bundle of hyperparameters, possibly per scenario) into the class and the resolved values."""
 from __future__ import annotations
 
+from .agem import AGEM
 from .base import REQUIRED, Method
+from .er import ER
 from .ewc import EWC
 from .joint import Joint
 from .l2 import L2
@@ -12,7 +14,8 @@ from .mas import MAS
 from .scratch import Scratch
 from .si import SI
 
-REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF)}
+REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF, ER,
+                                                                AGEM)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

@@ -1,0 +1,60 @@
+"""Experience replay (ER; e.g. Chaudhry et al. 2019, "On tiny episodic memories"), as in van de
+Ven, Tuytelaars & Tolias (2022): every step adds to the current batch an equally large batch drawn
+from the memory buffer (``replay.Buffer``), each replayed sample scored on its own task's active
+units, and weights the two losses by the number of tasks seen,
+
+    L = 1/t * L_current + (1 - 1/t) * L_replay,
+
+t counting tasks from 1. The buffer (its samples and the generator that draws from it) is part of
+every checkpoint."""
+from __future__ import annotations
+
+import torch
+
+from .base import Batch, Method, cross_entropy
+from .replay import Buffer
+
+
+class ER(Method):
+    name = "er"
+    hyperparameters = {"per_class": 100, "selection": "reservoir"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.buffer = Buffer(self.hp["per_class"], self.hp["selection"])
+
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+
+    def replay(self, n: int) -> list[Batch]:
+        return self.buffer.batches(self.bench, n, self.task, self.replay_gen) if len(self.buffer) else []
+
+    def train_batches(self, batch_size: int) -> list[Batch]:
+        current = self.sampler.batches(batch_size)
+        self.n_current = len(current)
+        return current + self.replay(batch_size)
+
+    def loss(self, outputs, batches):
+        n = self.n_current
+        current = cross_entropy(outputs[:n], batches[:n])
+        if len(batches) == n:
+            return current
+        w = 1.0 / (self.task + 1)
+        return w * current + (1 - w) * cross_entropy(outputs[n:], batches[n:])
+
+    def end_task(self, task: int) -> None:
+        self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+
+    def task_state(self) -> dict:
+        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.replay_gen.set_state(state["replay_gen"])

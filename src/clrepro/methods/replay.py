@@ -1,0 +1,104 @@
+"""The memory buffer of the replay methods: a class-balanced set of stored training samples, kept
+as tensors on the data's device, at most ``per_class`` of every class seen.
+
+Selection, when a task ends, among each of its classes' training samples:
+
+- ``reservoir``: a uniform random subset, drawn as reservoir sampling over one pass of the task's
+  stream would (every sample gets a random key; the ``per_class`` smallest keys are kept, which is
+  Algorithm R's distribution, vectorised);
+- ``herding``: iCaRL's exemplars (Rebuffi et al. 2017, Alg. 4): on L2-normalised features
+  phi(x), the k-th exemplar is the sample that brings the mean of the first k closest to the class
+  mean mu, p_k = argmin_x || mu - (phi(x) + sum_{j<k} phi(p_j)) / k ||, each sample at most once.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..scenarios import Benchmark
+from .base import Batch
+
+SELECTIONS = ("reservoir", "herding")
+
+
+def herding(features: torch.Tensor, m: int) -> torch.Tensor:
+    """Indices of ``m`` exemplars of one class in the order herding picks them."""
+    phi = F.normalize(features, dim=1)
+    mu = phi.mean(0)
+    chosen: list[int] = []
+    total = torch.zeros_like(mu)
+    available = torch.ones(len(phi), dtype=torch.bool, device=phi.device)
+    for k in range(1, min(m, len(phi)) + 1):
+        dist = (mu - (total + phi) / k).norm(dim=1)
+        dist[~available] = float("inf")
+        i = int(dist.argmin())
+        chosen.append(i)
+        total += phi[i]
+        available[i] = False
+    return torch.tensor(chosen, dtype=torch.long, device=phi.device)
+
+
+def reservoir(n: int, m: int, gen: torch.Generator, device) -> torch.Tensor:
+    """``m`` of ``n`` indices uniformly at random (sorted)."""
+    keys = torch.rand(n, generator=gen)
+    return keys.argsort()[:m].sort().values.to(device)
+
+
+class Buffer:
+    """Stored samples: inputs ``x``, global labels ``p`` and their task, as tensors."""
+
+    def __init__(self, per_class: int, selection: str = "reservoir"):
+        if selection not in SELECTIONS:
+            raise ValueError(f"selection: unknown selection {selection!r} (one of {', '.join(SELECTIONS)})")
+        if per_class < 1:
+            raise ValueError(f"per_class: the budget must be at least 1 sample per class, got {per_class}")
+        self.per_class, self.selection = per_class, selection
+        self.x = self.p = self.task = None
+
+    def __len__(self) -> int:
+        return 0 if self.p is None else len(self.p)
+
+    @torch.no_grad()
+    def add(self, bench: Benchmark, task: int, gen: torch.Generator, model=None) -> None:
+        """Store up to ``per_class`` samples of each class of ``task``'s training data (herding:
+        on the features ``model.embed`` gives in evaluation mode)."""
+        data = bench.train[task]
+        xs, ps = [], []
+        was_training = model is not None and model.training
+        if model is not None:
+            model.eval()
+        for c in data.p.unique().tolist():
+            rows = torch.nonzero(data.p == c).squeeze(1)
+            if self.selection == "herding":
+                phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])) for i in range(0, len(rows), 4096)])
+                pick = herding(phi, self.per_class)
+            else:
+                pick = reservoir(len(rows), self.per_class, gen, rows.device)
+            sel = rows[pick]
+            xs.append(data.inputs(sel))
+            ps.append(data.p[sel])
+        if model is not None:
+            model.train(was_training)
+        x, p = torch.cat(xs), torch.cat(ps)
+        t = torch.full_like(p, task)
+        self.x = x if self.x is None else torch.cat([self.x, x])
+        self.p = p if self.p is None else torch.cat([self.p, p])
+        self.task = t if self.task is None else torch.cat([self.task, t])
+
+    def batches(self, bench: Benchmark, n: int, upto: int, gen: torch.Generator) -> list[Batch]:
+        """``n`` stored samples drawn uniformly (without replacement when the buffer allows),
+        one ``Batch`` per task, each scored on its task's active units with tasks ``0..upto`` seen."""
+        n = min(n, len(self))
+        idx = torch.randperm(len(self), generator=gen)[:n].to(self.p.device)
+        out = []
+        for t in self.task[idx].unique().tolist():
+            sel = idx[self.task[idx] == t]
+            lo, hi = bench.active(t, upto)
+            out.append(Batch(self.x[sel], bench.targets(self.p[sel], t), lo, hi, t))
+        return out
+
+    def state_dict(self) -> dict:
+        return {"x": self.x, "p": self.p, "task": self.task}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.x, self.p, self.task = state["x"], state["p"], state["task"]

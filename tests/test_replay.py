@@ -1,0 +1,127 @@
+"""Replay: the class-balanced buffer (budget, balance, reservoir and herding selection), experience
+replay's weighting, and A-GEM's projection (Chaudhry et al. 2019, Eq. 11)."""
+import pytest
+import torch
+
+from clrepro import models
+from clrepro.methods import AGEM, ER
+from clrepro.methods.agem import project
+from clrepro.methods.base import forward, cross_entropy
+from clrepro.methods.replay import Buffer, herding, reservoir
+
+
+@pytest.mark.parametrize("selection", ["reservoir", "herding"])
+@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
+def test_buffer_is_class_balanced_and_never_over_budget(toy_bench, selection, scenario):
+    bench = toy_bench(scenario)
+    model = models.build({"type": "mlp", "hidden": [8]}, bench.input_shape, bench.n_outputs)
+    buf = Buffer(per_class=5, selection=selection)
+    for t in range(bench.n_tasks):
+        buf.add(bench, t, torch.Generator().manual_seed(t), model)
+        assert len(buf) == 5 * 2 * (t + 1) <= buf.per_class * 2 * (t + 1)
+        assert torch.bincount(buf.p).tolist()[: 2 * (t + 1)] == [5] * (2 * (t + 1))
+        assert torch.equal(buf.task, torch.arange(t + 1).repeat_interleave(10))
+    # stored samples are real training samples of their class, each at most once
+    for c in range(6):
+        rows = buf.x[buf.p == c]
+        task = bench.train[c // 2]
+        data = task.inputs()[task.p == c]
+        assert all(((data - r).abs().sum(1) == 0).any() for r in rows)
+        assert len(torch.unique(rows, dim=0)) == 5
+
+
+def test_budget_larger_than_a_class_keeps_the_whole_class(toy_bench):
+    bench = toy_bench("class")
+    buf = Buffer(per_class=1000)
+    buf.add(bench, 0, torch.Generator().manual_seed(0))
+    assert len(buf) == len(bench.train[0])
+
+
+def test_reservoir_is_a_seeded_uniform_subset():
+    a = reservoir(100, 10, torch.Generator().manual_seed(1), "cpu")
+    assert torch.equal(a, reservoir(100, 10, torch.Generator().manual_seed(1), "cpu"))
+    assert len(a.unique()) == 10 and a.max() < 100
+    counts = torch.zeros(20)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(2000):
+        counts[reservoir(20, 5, g, "cpu")] += 1
+    assert (counts / 2000 - 0.25).abs().max() < 0.05        # every sample kept with probability m/n
+
+
+def test_herding_hand_computed():
+    # unit features e1, e2, (0.6, 0.8) (given unnormalised): mu = (1.6, 1.8)/3.
+    # k=1: distances |mu - phi|: 0.760, 0.667, 0.211 -> sample 2.
+    # k=2: |mu - (phi_2 + phi)/2|: sample 0 -> (0.8, 0.4): 0.333; sample 1 -> (0.3, 0.9): 0.380 -> 0.
+    phi = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.3, 0.4]])
+    assert herding(phi, 3).tolist() == [2, 0, 1]
+    assert herding(phi, 2).tolist() == [2, 0]
+
+
+def test_buffer_refuses_bad_settings():
+    with pytest.raises(ValueError, match="selection"):
+        Buffer(5, "random")
+    with pytest.raises(ValueError, match="per_class"):
+        Buffer(0)
+
+
+def test_agem_projection_hand_computed_and_never_against_the_reference():
+    g, g_ref = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])
+    assert torch.allclose(project(g, g_ref), torch.tensor([1.0, 0.0]))     # dot -2: projected
+    assert torch.equal(project(torch.tensor([1.0, 2.0]), g_ref), torch.tensor([1.0, 2.0]))   # kept
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        g, g_ref = torch.randn(30, generator=gen), torch.randn(30, generator=gen)
+        assert torch.dot(project(g, g_ref), g_ref) >= -1e-5
+
+
+def _method(cls, bench, **hp):
+    torch.manual_seed(0)
+    model = models.build({"type": "mlp", "hidden": [16]}, bench.input_shape, bench.n_outputs)
+    return cls(model, bench, {"per_class": 4, "selection": "reservoir"} | hp, seed=0), model
+
+
+def test_agem_step_gradient_has_non_negative_dot_with_the_reference(toy_bench):
+    bench = toy_bench("class")
+    m, model = _method(AGEM, bench)
+    m.begin_task(0)
+    m.end_task(0)
+    m.begin_task(1)
+    for _ in range(10):
+        batches = m.train_batches(16)
+        model.zero_grad()
+        m.loss(forward(model, batches), batches).backward()
+        state = m.replay_gen.get_state()
+        m.after_backward()
+        g = torch.cat([p.grad.flatten() for p in model.parameters()])
+        m.replay_gen.set_state(state)                 # the same reference batch
+        ref = m.replay(16)
+        model.zero_grad()
+        cross_entropy(forward(model, ref), ref).backward()
+        g_ref = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert torch.dot(g, g_ref) >= -1e-5
+
+
+def test_er_loss_weights_current_and_replay_by_tasks_seen(toy_bench):
+    bench = toy_bench("class")
+    m, model = _method(ER, bench)
+    for t in range(2):
+        m.begin_task(t)
+        m.end_task(t)
+    m.begin_task(2)
+    batches = m.train_batches(8)
+    n = m.n_current
+    assert sum(len(b.y) for b in batches[:n]) == 8 and sum(len(b.y) for b in batches[n:]) == 8
+    assert {b.task for b in batches[n:]} <= {0, 1} and all((b.lo, b.hi) == (0, 6) for b in batches)
+    out = forward(model, batches)
+    expected = cross_entropy(out[:n], batches[:n]) / 3 + 2 / 3 * cross_entropy(out[n:], batches[n:])
+    assert torch.allclose(m.loss(out, batches), expected)
+
+
+def test_buffer_state_round_trip(toy_bench):
+    bench = toy_bench("task")
+    m, _ = _method(ER, bench)
+    m.begin_task(0)
+    m.end_task(0)
+    other, _ = _method(ER, bench)
+    other.load_state_dict(m.state_dict())
+    assert torch.equal(other.buffer.x, m.buffer.x) and torch.equal(other.buffer.p, m.buffer.p)
