@@ -62,6 +62,24 @@ def test_buffer_refuses_bad_settings():
         Buffer(5, "random")
     with pytest.raises(ValueError, match="per_class"):
         Buffer(0)
+    with pytest.raises(ValueError, match="give one"):
+        Buffer(5, total=10)
+
+
+def test_total_budget_is_shared_and_reduced_in_selection_order(toy_bench):
+    bench = toy_bench("class")
+    buf = Buffer(selection="herding", total=12)
+    model = models.build({"type": "mlp", "hidden": [8]}, bench.input_shape, bench.n_outputs)
+    buf.add(bench, 0, torch.Generator().manual_seed(0), model)
+    assert torch.bincount(buf.p).tolist() == [6, 6]
+    first = buf.x[buf.p == 0][:3].clone()
+    buf.add(bench, 1, torch.Generator().manual_seed(1), model)
+    assert torch.bincount(buf.p).tolist() == [3, 3, 3, 3] and len(buf) <= 12
+    assert torch.equal(buf.x[buf.p == 0], first)        # herding's first three survive
+    buf.add(bench, 2, torch.Generator().manual_seed(2), model)
+    assert torch.bincount(buf.p).tolist() == [2] * 6
+    with pytest.raises(ValueError, match="cannot hold one of each class"):
+        Buffer(total=1).add(bench, 0, torch.Generator(), model)
 
 
 def test_agem_projection_hand_computed_and_never_against_the_reference():
@@ -77,7 +95,7 @@ def test_agem_projection_hand_computed_and_never_against_the_reference():
 def _method(cls, bench, **hp):
     torch.manual_seed(0)
     model = models.build({"type": "mlp", "hidden": [16]}, bench.input_shape, bench.n_outputs)
-    return cls(model, bench, {"per_class": 4, "selection": "reservoir"} | hp, seed=0), model
+    return cls(model, bench, dict(cls.hyperparameters, per_class=4) | hp, seed=0), model
 
 
 def test_agem_step_gradient_has_non_negative_dot_with_the_reference(toy_bench):
@@ -125,3 +143,42 @@ def test_buffer_state_round_trip(toy_bench):
     other, _ = _method(ER, bench)
     other.load_state_dict(m.state_dict())
     assert torch.equal(other.buffer.x, m.buffer.x) and torch.equal(other.buffer.p, m.buffer.p)
+
+
+def test_icarl_classifies_by_the_nearest_mean_of_exemplars(toy_bench):
+    from clrepro.methods import ICaRL
+    bench = toy_bench("class")
+    m, model = _method(ICaRL, bench, budget=12)
+    x = torch.randn(5, 20)
+    m.begin_task(0)
+    assert torch.equal(m.scores(x), model(x))               # no exemplars yet: the network's outputs
+    m.end_task(0)
+    model.eval()
+    phi = torch.nn.functional.normalize(model.embed(m.buffer.x), dim=1)
+    means = torch.stack([torch.nn.functional.normalize(phi[m.buffer.p == c].mean(0), dim=0) for c in (0, 1)])
+    q = torch.nn.functional.normalize(model.embed(x), dim=1)
+    expected = torch.cdist(q, means).argmin(1)
+    s = m.scores(x)
+    assert torch.equal(s[:, :2].argmax(1), expected)
+    assert torch.isinf(s[:, 2:]).all() and (s[:, 2:] < 0).all()   # classes without exemplars never win
+
+
+def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench):
+    from clrepro.methods import ICaRL
+    bench = toy_bench("class")
+    m, model = _method(ICaRL, bench, budget=12)
+    m.begin_task(0)
+    m.end_task(0)
+    with torch.no_grad():                                  # the network moves on; the teacher stays
+        for p in model.parameters():
+            p.add_(0.1)
+    m.begin_task(1)
+    batches = m.train_batches(16)
+    assert sum(len(b.y) for b in batches) == 16 and {b.task for b in batches} == {0, 1}
+    out = forward(model, batches)
+    z = torch.cat([o[:, :4] for o in out])
+    y = torch.cat([b.y for b in batches])
+    target = torch.nn.functional.one_hot(y, 4).float()
+    target[:, :2] = torch.sigmoid(torch.cat(forward(m.teacher, batches))[:, :2])
+    bce = -(target * torch.nn.functional.logsigmoid(z) + (1 - target) * torch.nn.functional.logsigmoid(-z))
+    assert torch.allclose(m.loss(out, batches), bce.sum(1).mean(), atol=1e-6)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from clrepro import config, data, train
+from clrepro.methods import REGISTRY
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
@@ -40,7 +41,8 @@ def one_thread():
 
 
 EXTRA = {"scratch": {}, "er": {"per_class": 3, "selection": "reservoir"},
-         "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"}}
+         "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"},
+         "icarl": {"budget": 20}}
 
 
 def make_spec(cfg, scenario, method, seed=0, iters=25):
@@ -48,7 +50,8 @@ def make_spec(cfg, scenario, method, seed=0, iters=25):
     fine-tuning's spec with that method."""
     spec = config.resolve(cfg, config.Run(EXP, scenario, "none" if method in EXTRA else method, seed))
     if method in EXTRA:
-        spec.update(method=method, method_class=method.split("_")[0], hyperparameters=EXTRA[method])
+        cls = REGISTRY[method.split("_")[0]]
+        spec.update(method=method, method_class=cls.name, hyperparameters=dict(cls.hyperparameters) | EXTRA[method])
     spec["iters_per_task"] = iters
     spec["train_subset"] = None
     spec["batch_size"] = 16            # 60 training images per task in the tiny MNIST
@@ -67,7 +70,7 @@ def folder_entries(folder):
 
 CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
-         ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem")]
+         ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)

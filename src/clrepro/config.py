@@ -143,7 +143,11 @@ def load_experiment(path: Path, config: dict) -> dict:
         if "model" in spec:   # the method's network, checked as the experiment's is
             validate({**exp, "model": method_model(exp, label)}, "experiment.schema.yaml",
                      f"{path} (methods.{label}.model)")
-        for scenario in exp["scenarios"]:
+        extra = set(spec.get("scenarios", [])) - set(exp["scenarios"])
+        if extra:
+            raise ConfigError(f"{path}: methods.{label}.scenarios: {sorted(extra)} not among the experiment's "
+                              f"{exp['scenarios']}")
+        for scenario in method_scenarios(exp, label):
             try:
                 methods.expand(label, spec, scenario)
             except ValueError as err:
@@ -162,6 +166,11 @@ def load_simulation(path: Path, preset: str) -> dict:
         validate(sim, "simulation.schema.yaml", f"{path} (preset {preset})")
     sim["preset"] = preset if preset in sim.get("presets", {}) else "paper"
     return sim
+
+
+def method_scenarios(exp: dict, key: str) -> list[str]:
+    """The scenarios ``methods.<key>`` runs in: its ``scenarios``, else all of the experiment's."""
+    return [s for s in exp["scenarios"] if s in exp["methods"][key].get("scenarios", exp["scenarios"])]
 
 
 def method_model(exp: dict, key: str) -> dict:
@@ -219,7 +228,8 @@ def runs(config: dict) -> list[Run]:
     for name, exp in config["_experiments"].items():
         for scenario in exp["scenarios"]:
             for label in exp["methods"]:
-                out += [Run(name, scenario, label, s) for s in seeds_of(exp)]
+                if scenario in method_scenarios(exp, label):
+                    out += [Run(name, scenario, label, s) for s in seeds_of(exp)]
     return out
 
 

@@ -108,8 +108,8 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
         ax.set_ylabel("average accuracy on tasks so far (%)")
         ax.set_xticks(range(1, last + 1))
     if axes[0][-1].get_legend():
-        title = "method (◆ published, after the last task)" if marked else "method"
-        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=title, fontsize=8)
+        legend = "method (◆ published, after the last task)" if marked else "method"
+        sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.02, 1), title=legend, fontsize=8)
     fig.suptitle(title)
     _save(fig, path)
 

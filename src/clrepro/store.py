@@ -16,6 +16,7 @@ import torch
 from . import config as clconfig
 from . import data as datasets
 from .atomic import atomic_path
+from .methods import REGISTRY
 from .train import evaluate, latest_checkpoint, setup
 
 log = logging.getLogger("clrepro.store")
@@ -75,8 +76,10 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
         dev = torch.device(device)
         bench, model, amp = setup(spec, result["provenance"], dev)
         model.load_state_dict(found[1]["model"])
+        method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
+        method.load_state_dict(found[1]["method"])
         with torch.autocast(**amp):
-            again = evaluate(model, bench, upto=last)
+            again = evaluate(model, bench, upto=last, scores=method.scores)
         diff = max(abs(a - b) for a, b in zip(again, result["R"][-1]))
         same = result["provenance"]["device"].split(":")[0] == dev.type   # "cuda:<name>" or "cpu:<name>"
         ok = diff == 0 if same else diff <= CROSS_DEVICE_TOLERANCE

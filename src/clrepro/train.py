@@ -73,8 +73,9 @@ def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int) -> list[float]:
-    """Test accuracy on every task, with the classes of tasks ``0..upto`` seen (a row of R)."""
+def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int, scores=None) -> list[float]:
+    """Test accuracy on every task, with the classes of tasks ``0..upto`` seen (a row of R);
+    ``scores(x)`` (a method's, default the model's outputs) is argmaxed over the active units."""
     was_training = model.training
     model.eval()
     accs = []
@@ -83,7 +84,7 @@ def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int) -> l
         correct = 0
         for start in range(0, len(task), 8192):
             idx = torch.arange(start, min(start + 8192, len(task)), device=task.p.device)
-            pred = model(task.inputs(idx))[:, lo:hi].argmax(1)
+            pred = (scores or model)(task.inputs(idx))[:, lo:hi].argmax(1)
             correct += int((pred == bench.targets(task.p[idx], j)).sum())
         accs.append(correct / len(task))
     model.train(was_training)
@@ -272,7 +273,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     rows, losses, seconds, steps = [], [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
     with torch.autocast(**amp):
-        random_init = [evaluate(model, bench, upto=j)[j] for j in range(bench.n_tasks)]
+        random_init = [evaluate(model, bench, upto=j, scores=method.scores)[j] for j in range(bench.n_tasks)]
     start, partial = 0, None
     if resumed:
         meta, state = resumed
@@ -343,10 +344,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                     last_save = now
                     if halt:
                         raise Preempted(f"stopped at step {step + 1} of task {t}; checkpoint in {ckpt_dir}")
-            if t < bench.n_tasks - 1:  # consolidation after the last task would never be used
+            if t < bench.n_tasks - 1 or method.scores_need_end_task:   # else it would never be used
                 method.end_task(t)
             with torch.autocast(**amp):
-                rows.append(evaluate(model, bench, upto=t))
+                rows.append(evaluate(model, bench, upto=t, scores=method.scores))
             losses.append(float(loss_sum) / iters)
             steps.append(iters)
             seconds.append(time.perf_counter() - t0)

@@ -7,6 +7,7 @@ from .agem import AGEM
 from .base import REQUIRED, Method
 from .er import ER
 from .ewc import EWC
+from .icarl import ICaRL
 from .joint import Joint
 from .l2 import L2
 from .lwf import LwF
@@ -15,7 +16,7 @@ from .scratch import Scratch
 from .si import SI
 
 REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF, ER,
-                                                                AGEM)}
+                                                                AGEM, ICaRL)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
@@ -35,7 +36,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
                          f"(supports: {', '.join(cls.scenarios)})")
     hp = dict(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description", "model"):   # model: see config.method_model
+        if key in ("method", "label", "description", "model", "scenarios"):   # see config.method_model/_scenarios
             continue
         if key not in hp:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "

@@ -114,6 +114,7 @@ class Method:
     name: ClassVar[str] = "none"
     fresh_optimizer: ClassVar[bool] = False   # the loop makes a new optimiser before every task
     scored_when_learned: ClassVar[bool] = False   # figures score task j by R[j][j], not R[T-1][j]
+    scores_need_end_task: ClassVar[bool] = False  # end_task also after the last task (before scoring)
     scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
     hyperparameters: ClassVar[dict] = {}
 
@@ -143,6 +144,11 @@ class Method:
 
     def end_task(self, task: int) -> None:
         """After training ``task`` (consolidation, teacher snapshot, ...)."""
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """What evaluation takes the argmax of over the active units: the network's outputs
+        (iCaRL: the nearest mean of exemplars)."""
+        return self.model(x)
 
     # -- state ---------------------------------------------------------------------------------
     def state_dict(self) -> dict:

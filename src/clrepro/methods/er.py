@@ -6,7 +6,8 @@ units, and weights the two losses by the number of tasks seen,
     L = 1/t * L_current + (1 - 1/t) * L_replay,
 
 t counting tasks from 1. The buffer (its samples and the generator that draws from it) is part of
-every checkpoint."""
+every checkpoint. ``budget`` (total samples, shared by the classes seen) replaces ``per_class``
+when given."""
 from __future__ import annotations
 
 import torch
@@ -17,11 +18,12 @@ from .replay import Buffer
 
 class ER(Method):
     name = "er"
-    hyperparameters = {"per_class": 100, "selection": "reservoir"}
+    hyperparameters = {"per_class": 100, "budget": None, "selection": "reservoir"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.buffer = Buffer(self.hp["per_class"], self.hp["selection"])
+        budget = self.hp["budget"]
+        self.buffer = Buffer(None if budget else self.hp["per_class"], self.hp["selection"], budget)
 
     def begin_task(self, task: int) -> None:
         super().begin_task(task)

@@ -1,5 +1,7 @@
 """The memory buffer of the replay methods: a class-balanced set of stored training samples, kept
-as tensors on the data's device, at most ``per_class`` of every class seen.
+as tensors on the data's device: at most ``per_class`` of every class seen, or a ``total`` budget
+shared by the classes seen (iCaRL's: when new classes arrive, every class keeps the first
+total // classes of its samples, in the order they were selected).
 
 Selection, when a task ends, among each of its classes' training samples:
 
@@ -47,12 +49,15 @@ def reservoir(n: int, m: int, gen: torch.Generator, device) -> torch.Tensor:
 class Buffer:
     """Stored samples: inputs ``x``, global labels ``p`` and their task, as tensors."""
 
-    def __init__(self, per_class: int, selection: str = "reservoir"):
+    def __init__(self, per_class: int | None = None, selection: str = "reservoir", total: int | None = None):
         if selection not in SELECTIONS:
             raise ValueError(f"selection: unknown selection {selection!r} (one of {', '.join(SELECTIONS)})")
-        if per_class < 1:
-            raise ValueError(f"per_class: the budget must be at least 1 sample per class, got {per_class}")
-        self.per_class, self.selection = per_class, selection
+        if (per_class is None) == (total is None):
+            raise ValueError("per_class, budget: give one of the two (samples per class, or in total)")
+        size = per_class if per_class is not None else total
+        if size < 1:
+            raise ValueError(f"per_class, budget: the budget must be at least 1 sample, got {size}")
+        self.per_class, self.selection, self.total = per_class, selection, total
         self.x = self.p = self.task = None
 
     def __len__(self) -> int:
@@ -63,17 +68,24 @@ class Buffer:
         """Store up to ``per_class`` samples of each class of ``task``'s training data (herding:
         on the features ``model.embed`` gives in evaluation mode)."""
         data = bench.train[task]
+        classes = data.p.unique().tolist()
+        seen = len(self.p.unique()) if len(self) else 0
+        m = self.per_class or self.total // (seen + len(classes))
+        if m < 1:
+            raise ValueError(f"budget: {self.total} samples cannot hold one of each class seen")
+        if self.total and len(self):
+            self._keep_first(m)
         xs, ps = [], []
         was_training = model is not None and model.training
         if model is not None:
             model.eval()
-        for c in data.p.unique().tolist():
+        for c in classes:
             rows = torch.nonzero(data.p == c).squeeze(1)
             if self.selection == "herding":
                 phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])) for i in range(0, len(rows), 4096)])
-                pick = herding(phi, self.per_class)
+                pick = herding(phi, m)
             else:
-                pick = reservoir(len(rows), self.per_class, gen, rows.device)
+                pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
             sel = rows[pick]
             xs.append(data.inputs(sel))
             ps.append(data.p[sel])
@@ -84,6 +96,15 @@ class Buffer:
         self.x = x if self.x is None else torch.cat([self.x, x])
         self.p = p if self.p is None else torch.cat([self.p, p])
         self.task = t if self.task is None else torch.cat([self.task, t])
+
+    def _keep_first(self, m: int) -> None:
+        """Every class keeps its first ``m`` stored samples (iCaRL's ReduceExemplarSet)."""
+        rank = torch.zeros_like(self.p)
+        for c in self.p.unique():
+            rows = self.p == c
+            rank[rows] = torch.arange(int(rows.sum()), device=self.p.device)
+        keep = rank < m
+        self.x, self.p, self.task = self.x[keep], self.p[keep], self.task[keep]
 
     def batches(self, bench: Benchmark, n: int, upto: int, gen: torch.Generator) -> list[Batch]:
         """``n`` stored samples drawn uniformly (without replacement when the buffer allows),

@@ -1,0 +1,101 @@
+"""iCaRL (Rebuffi, Kolesnikov, Sperl & Lampert 2017), class-incremental, as in van de Ven & Tolias
+(2019):
+
+- training set: the current task's data and the stored exemplars; every batch holds both in
+  proportion to their numbers (as one shuffled set would on average);
+- loss (Alg. 3): binary cross-entropy with logits summed over the classes seen, averaged over the
+  batch; the targets of the new classes are the labels (one-hot), those of the old classes the
+  previous network's sigmoid outputs (distillation), for new and stored samples alike;
+- exemplars (Alg. 4, 5): chosen by herding on L2-normalised features after each task, from a total
+  ``budget`` shared by the classes seen (earlier sets cut to their first budget // classes);
+- classification (Alg. 1): nearest mean of exemplars, y* = argmin_y || phi(x) - mu_y || with
+  normalised features and class means. Before the first exemplars the network's outputs are used.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+
+from .base import Batch, Method, forward
+from .replay import Buffer
+
+
+class ICaRL(Method):
+    name = "icarl"
+    scenarios = ("class",)
+    scores_need_end_task = True   # the last task's exemplars and means classify its classes
+    hyperparameters = {"budget": 2000}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.buffer = Buffer(selection="herding", total=self.hp["budget"])
+        self.teacher = None
+        self.means = None   # (n_outputs, D): normalised class means of the exemplars; NaN rows unseen
+
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+
+    def train_batches(self, batch_size: int) -> list[Batch]:
+        stored, current = len(self.buffer), self.sampler.size
+        n_stored = round(batch_size * stored / (stored + current)) if stored else 0
+        return self.sampler.batches(batch_size - n_stored) + (
+            self.buffer.batches(self.bench, n_stored, self.task, self.replay_gen) if n_stored else [])
+
+    def loss(self, outputs, batches):
+        z = torch.cat([o[:, b.lo:b.hi] for o, b in zip(outputs, batches)])
+        y = torch.cat([b.y for b in batches])
+        target = F.one_hot(y, z.shape[1]).to(z.dtype)
+        if self.teacher is not None:
+            old = self.bench.active(self.task - 1, self.task - 1)[1]   # classes before this task
+            with torch.no_grad():
+                teacher = torch.cat(forward(self.teacher, batches))[:, :old]
+            target[:, :old] = torch.sigmoid(teacher)
+        return F.binary_cross_entropy_with_logits(z, target, reduction="none").sum(1).mean()
+
+    @torch.no_grad()
+    def end_task(self, task: int) -> None:
+        self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)
+        self.update_means()
+        self.teacher = copy.deepcopy(self.model).eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update_means(self) -> None:
+        was = self.model.training
+        self.model.eval()
+        phi = F.normalize(self.model.embed(self.buffer.x), dim=1)
+        self.means = torch.full((self.bench.n_outputs, phi.shape[1]), float("nan"), device=phi.device)
+        for c in self.buffer.p.unique():
+            self.means[c] = F.normalize(phi[self.buffer.p == c].mean(0), dim=0)
+        self.model.train(was)
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Minus the distance to each class mean (-inf for classes without exemplars)."""
+        if self.means is None:
+            return self.model(x)
+        phi = F.normalize(self.model.embed(x), dim=1)
+        return -torch.cdist(phi, self.means.nan_to_num(0.0)).masked_fill(self.means.isnan().any(1), float("inf"))
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict(), "means": self.means,
+                "teacher": None if self.teacher is None else self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.buffer.load_state_dict(state["buffer"])
+        self.means = state["means"]
+        if state["teacher"] is not None:
+            self.teacher = copy.deepcopy(self.model).eval()
+            self.teacher.load_state_dict(state["teacher"])
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    def task_state(self) -> dict:
+        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.replay_gen.set_state(state["replay_gen"])
