@@ -182,3 +182,52 @@ def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench):
     target[:, :2] = torch.sigmoid(torch.cat(forward(m.teacher, batches))[:, :2])
     bce = -(target * torch.nn.functional.logsigmoid(z) + (1 - target) * torch.nn.functional.logsigmoid(-z))
     assert torch.allclose(m.loss(out, batches), bce.sum(1).mean(), atol=1e-6)
+
+
+def test_vae_loss_decreases_on_a_tiny_set():
+    from clrepro.methods.dgr import VAE
+    torch.manual_seed(0)
+    prototypes = (torch.rand(4, 1, 6, 6) > 0.5).float()
+    x = prototypes[torch.arange(64) % 4]                 # four patterns: learnable
+    vae = VAE(36, [32], 4)
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-2)
+    with torch.no_grad():
+        before = sum(vae.loss(x) for _ in range(20)) / 20
+    for _ in range(200):
+        loss = vae.loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = sum(vae.loss(x) for _ in range(20)) / 20
+    assert after < 0.8 * before
+    s = vae.sample(5, torch.Generator().manual_seed(1), (1, 6, 6))
+    assert s.shape == (5, 1, 6, 6) and (s >= 0).all() and (s <= 1).all()
+
+
+@pytest.mark.parametrize("distill", [False, True])
+def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill):
+    from clrepro.methods import DGR
+    from clrepro.methods.lwf import distillation
+    bench = toy_bench("class")
+    m, model = _method(DGR, bench, distill=distill, latent=4)
+    m.begin_task(0)
+    batches = m.train_batches(8)
+    assert m.replayed is None and m.loss(forward(model, batches), batches) == cross_entropy(
+        forward(model, batches), batches)
+    m.end_task(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05)
+    m.begin_task(1)
+    batches = m.train_batches(8)
+    x, old = m.replayed
+    assert x.shape == (8, 20) and torch.allclose(old, m.teacher(x))
+    out = forward(model, batches)
+    z = model(x)[:, :2]
+    replay = distillation(z, old[:, :2], 2.0) if distill else torch.nn.functional.cross_entropy(z, old[:, :2].argmax(1))
+    assert torch.allclose(m.loss(out, batches), cross_entropy(out, batches) / 2 + replay / 2)
+    before, frozen = [p.clone() for p in m.vae.parameters()], [p.clone() for p in m.old_vae.parameters()]
+    m.after_step()                                       # the generator learns from the same inputs
+    assert any(not torch.equal(a, b) for a, b in zip(before, m.vae.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(frozen, m.old_vae.parameters()))   # its snapshot does not

@@ -42,7 +42,7 @@ def one_thread():
 
 EXTRA = {"scratch": {}, "er": {"per_class": 3, "selection": "reservoir"},
          "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"},
-         "icarl": {"budget": 20}}
+         "icarl": {"budget": 20}, "dgr": {"latent": 8}, "dgr_distill": {"latent": 8, "distill": True}}
 
 
 def make_spec(cfg, scenario, method, seed=0, iters=25):
@@ -70,7 +70,8 @@ def folder_entries(folder):
 
 CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
-         ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl")]
+         ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl"),
+         ("task", "dgr"), ("class", "dgr_distill")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)

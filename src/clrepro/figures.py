@@ -92,7 +92,8 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
     pub_all = _published(audit)
     fig, axes = plt.subplots(1, len(scen), figsize=(4.8 * len(scen), 3.6), sharey=True, squeeze=False)
     marked = False
-    palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep", curve.label.nunique())))
+    n = curve.label.nunique()
+    palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep" if n <= 10 else "tab20", n)))
     for ax, sc in zip(axes[0], scen):
         sns.lineplot(data=curve[curve.scenario == sc], x="after_task", y="accuracy", hue="label",
                      hue_order=order, palette=palette, errorbar="se", marker="o", markersize=4, ax=ax,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .agem import AGEM
 from .base import REQUIRED, Method
+from .dgr import DGR
 from .er import ER
 from .ewc import EWC
 from .icarl import ICaRL
@@ -16,7 +17,7 @@ from .scratch import Scratch
 from .si import SI
 
 REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF, ER,
-                                                                AGEM, ICaRL)}
+                                                                AGEM, ICaRL, DGR)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

@@ -1,0 +1,147 @@
+"""Deep generative replay (DGR; Shin, Lee, Kim & Kim 2017) with a variational autoencoder, and
+DGR+distill, as in van de Ven & Tolias (2019):
+
+- a VAE (``VAE``: fully connected encoder and decoder, the classifier's hidden widths, Gaussian
+  latent) is trained alongside the classifier, on the same batches, with its own Adam optimiser;
+- from the second task on, every step adds a batch of B samples decoded from z ~ N(0, I) by the
+  generator saved at the end of the previous task (one batched pass on the device), labelled by
+  the classifier saved with it: its most likely class (DGR) or its tempered soft outputs
+  (DGR+distill, ``distill: true``, temperature T, the loss scaled by T^2 as LwF's);
+- both networks weight the current and the replayed losses by the tasks seen:
+  L = 1/t * L_current + (1 - 1/t) * L_replay.
+
+Task-IL: the replayed batch is scored on every previous task's head and those losses averaged;
+Domain-IL: the shared head; Class-IL: the units of the classes seen before the current task.
+The VAE's loss is the negative ELBO per input dimension: binary cross-entropy of the
+reconstruction (inputs in [0, 1]) plus the Gaussian KL divergence, both divided by the input size.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Method, cross_entropy
+from .lwf import distillation
+
+
+class VAE(nn.Module):
+    def __init__(self, input_dim: int, hidden: list[int], latent: int):
+        super().__init__()
+        dims = [input_dim, *hidden]
+        enc: list[nn.Module] = []
+        for a, b in zip(dims[:-1], dims[1:]):
+            enc += [nn.Linear(a, b), nn.ReLU()]
+        self.encoder = nn.Sequential(*enc)
+        self.mu, self.logvar = nn.Linear(dims[-1], latent), nn.Linear(dims[-1], latent)
+        rev = [latent, *reversed(hidden)]
+        dec: list[nn.Module] = []
+        for a, b in zip(rev[:-1], rev[1:]):
+            dec += [nn.Linear(a, b), nn.ReLU()]
+        self.decoder = nn.Sequential(*dec, nn.Linear(rev[-1], input_dim))
+        self.latent = latent
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        """-ELBO / input size, averaged over the batch."""
+        x = x.flatten(1)
+        h = self.encoder(x)
+        mu, logvar = self.mu(h), self.logvar(h)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        recon = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
+        kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
+        return ((recon + kl) / x.shape[1]).mean()
+
+    @torch.no_grad()
+    def sample(self, n: int, gen: torch.Generator, shape: tuple[int, ...]) -> torch.Tensor:
+        device = self.mu.weight.device
+        z = torch.randn(n, self.latent, generator=gen, device="cpu").to(device)
+        return torch.sigmoid(self.decoder(z)).view(n, *shape)
+
+
+class DGR(Method):
+    name = "dgr"
+    hyperparameters = {"distill": False, "temperature": 2.0, "latent": 100, "lr": 0.001}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        hidden = [m.out_features for m in self.model.modules() if isinstance(m, nn.Linear)][:-1]
+        device = next(self.model.parameters()).device
+        with torch.random.fork_rng(devices=[]):   # its own initialisation, the run's RNG untouched
+            torch.manual_seed(self.seed_for(0, "generator"))
+            self.vae = VAE(math.prod(self.bench.input_shape), hidden, self.hp["latent"]).to(device)
+        self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))
+        self.old_vae = self.teacher = None
+
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+
+    def train_batches(self, batch_size: int):
+        batches = self.current = self.sampler.batches(batch_size)
+        self.replayed = None
+        if self.old_vae is not None:
+            x = self.old_vae.sample(batch_size, self.replay_gen, self.bench.input_shape)
+            with torch.no_grad():
+                self.replayed = (x, self.teacher(x))
+        return batches
+
+    def _heads(self) -> list[tuple[int, int]]:
+        t = self.task
+        if self.bench.scenario == "task":
+            return [self.bench.active(s, t) for s in range(t)]
+        return [self.bench.active(t - 1, t - 1)]
+
+    def loss(self, outputs, batches):
+        current = cross_entropy(outputs, batches)
+        if self.replayed is None:
+            return current
+        x, old = self.replayed
+        z = self.model(x)
+        losses = []
+        for lo, hi in self._heads():
+            if self.hp["distill"]:
+                losses.append(distillation(z[:, lo:hi], old[:, lo:hi], self.hp["temperature"]))
+            else:
+                losses.append(F.cross_entropy(z[:, lo:hi], old[:, lo:hi].argmax(1)))
+        w = 1.0 / (self.task + 1)
+        return w * current + (1 - w) * sum(losses) / len(losses)
+
+    def after_step(self) -> None:
+        """One step of the generator on the same inputs (current and replayed)."""
+        x = torch.cat([b.x for b in self.current])
+        loss = self.vae.loss(x)
+        if self.replayed is not None:
+            w = 1.0 / (self.task + 1)
+            loss = w * loss + (1 - w) * self.vae.loss(self.replayed[0])
+        self.vae_opt.zero_grad()
+        loss.backward()
+        self.vae_opt.step()
+
+    def end_task(self, task: int) -> None:
+        self.old_vae = copy.deepcopy(self.vae).eval()
+        self.teacher = copy.deepcopy(self.model).eval()
+        for p in [*self.old_vae.parameters(), *self.teacher.parameters()]:
+            p.requires_grad_(False)
+
+    def state_dict(self) -> dict:
+        return {"vae": self.vae.state_dict(), "vae_opt": self.vae_opt.state_dict(),
+                "old_vae": None if self.old_vae is None else self.old_vae.state_dict(),
+                "teacher": None if self.teacher is None else self.teacher.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["old_vae"] is not None:
+            self.end_task(-1)   # the snapshots' structure; their weights follow
+            self.old_vae.load_state_dict(state["old_vae"])
+            self.teacher.load_state_dict(state["teacher"])
+        self.vae.load_state_dict(state["vae"])
+        self.vae_opt.load_state_dict(state["vae_opt"])
+
+    def task_state(self) -> dict:
+        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.replay_gen.set_state(state["replay_gen"])
