@@ -13,10 +13,12 @@ RETRIEVAL = {"flip": 0.05, "steps": 20, "threshold": 0.9}
 
 
 def test_retention_by_age_counts_missing_memories_as_forgotten():
-    # two snapshots; age 0 retrieved in both, age 1 in one, age 2 pruned in one and not retrieved in the other
-    df = pd.DataFrame({"age": [0, 1, 2, 0, 1], "retrieved": [True, True, False, True, False]})
-    p = panels.retention_by_age(df, "retrieved", snapshots=2)
-    assert p.tolist() == [1.0, 0.5, 0.0]
+    # snapshots at t = 5 (seeds 0, 1) and t = 1 (seed 0): age 0 retrieved in all three, age 1 in
+    # two of three, age 2 pruned at one t = 5 snapshot and held by none at t = 1
+    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 0, 0], "t": [5, 5, 5, 5, 5, 1, 1], "age": [0, 1, 2, 0, 1, 0, 1],
+                       "retrieved": [True, True, True, True, False, True, True]})
+    p = panels.retention_by_age(df, "retrieved")
+    assert p.tolist() == pytest.approx([1.0, 2 / 3, 0.5])
     assert panels.first_age_below(p, 0.75) == 1 and panels.first_age_below(p, 0.0) is None
 
 
@@ -25,14 +27,6 @@ def test_power_law_recovers_exponent_and_prefactor():
     fit = panels.power_law(pd.Series(3.0 * n.to_numpy(float) ** 0.75, index=n))
     assert fit["exponent"] == pytest.approx(0.75) and fit["prefactor"] == pytest.approx(3.0)
     assert fit["r2"] == pytest.approx(1.0)
-
-
-def test_fixed_point_balances_decay_and_expected_boost():
-    a_c = 0.8
-    a = panels.fixed_point(MODEL, a_c)
-    gain = MODEL["boost"] * (1 - math.exp(-MODEL["lam"] * (1 - a_c / a)))
-    assert a > a_c and gain == pytest.approx(a * (1 - math.exp(-1 / MODEL["tau"])))
-    assert math.isnan(panels.fixed_point(dict(MODEL, lam=0.1), a_c))   # rehearsal too weak
 
 
 def test_no_rehearsal_lifetime_is_tau_ln_a0_over_ac():

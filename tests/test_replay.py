@@ -231,3 +231,11 @@ def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill
     m.after_step()                                       # the generator learns from the same inputs
     assert any(not torch.equal(a, b) for a, b in zip(before, m.vae.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(frozen, m.old_vae.parameters()))   # its snapshot does not
+
+
+def test_method_state_follows_the_models_device(toy_bench):
+    m, _ = _method(ER, toy_bench("class"))
+    state = {"a": [torch.zeros(2), (torch.ones(1), 3)], "b": None}
+    moved = m.on_device(state)
+    assert isinstance(moved["a"][1], tuple) and moved["a"][1][1] == 3 and moved["b"] is None
+    assert moved["a"][0].device == next(m.model.parameters()).device

@@ -133,9 +133,8 @@ def simulation_numbers(records: dict[str, dict]) -> pd.DataFrame:
         e = r["efficacy"]
         add("(c)", "stored memories below A_c", _fmt(e["below_a_c"], 2),
             "forgotten memories below A_c, density ~ 1/A (flat against log A)")
-        add("(c)", "median A / A_c of the retrievable; consolidated fixed point / A_c",
-            f"{_fmt(e['retrievable_median_over_a_c'], 2)}; {_fmt(e['fixed_point_over_a_c'], 2)}",
-            "a second mode above A_c, near the fixed point")
+        add("(c)", "median A / A_c of the retrievable", _fmt(e["retrievable_median_over_a_c"], 2),
+            "a second mode above A_c: the consolidated memories")
     if "scaling" in records:
         for crit, name in (("retrieved", "dynamics"), ("mean_field", "mean field")):
             fit = records["scaling"]["summary"][crit]

@@ -4,7 +4,8 @@ network size) and a summary of the numbers the report quotes:
 
 - ``forgetting`` (a): no rehearsal; retrieval against age, beside the theory T* = tau ln(A_0/A_c).
 - ``rehearsal`` (b, c): with rehearsal, snapshots at equilibrium; retrieval probability against
-  age (one memory is born per unit time, so P(age) = retrieved memories of that age / snapshots)
+  age (one memory is born per unit time, so P(age) = retrieved memories of that age / snapshots
+  old enough to hold one)
   and the efficacy distribution.
 - ``scaling`` (d): retrievable memories at equilibrium against N; fitted power of N.
 - ``lesion`` (e): from snapshots at equilibrium, the stream branches into a lesion (decay time
@@ -49,12 +50,15 @@ def _table(parts: list[dict]) -> pd.DataFrame:
     return pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
 
 
-def retention_by_age(df: pd.DataFrame, criterion: str, snapshots: int) -> pd.Series:
-    """P(retrievable | age): retrieved memories of each age over the number of snapshots (one
-    memory of every age exists per snapshot; pruned memories count as not retrievable)."""
-    hits = df[df[criterion]].groupby("age").size()
+def retention_by_age(df: pd.DataFrame, criterion: str) -> pd.Series:
+    """P(retrievable | age): retrieved memories of each age over the snapshots (rows ``seed``,
+    ``t``) taken at t >= age, each of which held exactly one memory of that age (one is born per
+    unit time; pruned memories count as not retrievable)."""
+    times = np.sort(df[["seed", "t"]].drop_duplicates()["t"].to_numpy())
     ages = np.arange(int(df["age"].max()) + 1)
-    return (hits.reindex(ages, fill_value=0) / snapshots).rename(criterion)
+    held = len(times) - np.searchsorted(times, ages, side="left")   # snapshots with t >= age
+    hits = df[df[criterion]].groupby("age").size().reindex(ages, fill_value=0).to_numpy()
+    return pd.Series(hits / held, index=ages, name=criterion)
 
 
 def first_age_below(p: pd.Series, level: float) -> int | None:
@@ -73,12 +77,12 @@ def forgetting(p: dict, model: dict, retrieval: dict, seeds: list[int], device) 
     parts = []
     for seed in seeds:
         s = stream(model, p["n"], seed, device, rehearse=False).run(p["steps"])
-        parts.append({"seed": seed, **measure(s, retrieval, "forgetting")})
+        parts.append({"seed": seed, "t": s.t - 1, **measure(s, retrieval, "forgetting")})
     df = _table(parts)
     a_c, lifetime = no_rehearsal_lifetime(model, p["n"])
     summary = {"a_c_theory": a_c, "lifetime_theory": lifetime, "a_c_mean": float(df["a_c"].mean())}
     for crit in ("mean_field", "retrieved"):
-        summary[f"lifetime_{crit}"] = first_age_below(retention_by_age(df, crit, len(seeds)), 0.5)
+        summary[f"lifetime_{crit}"] = first_age_below(retention_by_age(df, crit), 0.5)
     return df, summary
 
 
@@ -100,7 +104,7 @@ def rehearsal(p: dict, model: dict, retrieval: dict, seeds: list[int], device) -
     _, lifetime0 = no_rehearsal_lifetime(model, p["n"])
     summary = {"lifetime_no_rehearsal": lifetime0, "tau": model["tau"], "snapshots": snapshots}
     for crit in ("mean_field", "retrieved"):
-        ret = retention_by_age(df, crit, snapshots)
+        ret = retention_by_age(df, crit)
         half, alive = first_age_below(ret, 0.5), df[df[crit]]
         summary[crit] = {
             # one memory is born per unit time: the mean number retrievable is the mean lifetime
@@ -109,28 +113,10 @@ def rehearsal(p: dict, model: dict, retrieval: dict, seeds: list[int], device) -
             "older_than_10_tau": float((alive["age"] >= 10 * model["tau"]).mean()),
             "oldest_age_over_tau": float(alive["age"].max() / model["tau"]),
         }
-    x, a_c = df["efficacy"] / df["a_c"], float(df["a_c"].mean())
+    x = df["efficacy"] / df["a_c"]
     summary["efficacy"] = {"below_a_c": float((x < 1).mean()),
-                           "retrievable_median_over_a_c": float(x[x > 1].median()),
-                           "fixed_point_over_a_c": fixed_point(model, a_c) / a_c}
+                           "retrievable_median_over_a_c": float(x[x > 1].median())}
     return df, summary
-
-
-def fixed_point(model: dict, a_c: float) -> float:
-    """The consolidated efficacy A* where decay balances the expected boost at a fixed A_c:
-    A (1 - e^{-1/tau}) = boost (1 - exp(-lambda F(A / A_c))), the largest root (bisection)."""
-    def gain(a):
-        return model["boost"] * -math.expm1(-model["lam"] * max(0.0, 1 - a_c / a)) + a * math.expm1(-1 / model["tau"])
-    hi = a_c + model["boost"] / -math.expm1(-1 / model["tau"])   # beyond it decay always wins
-    grid = np.linspace(a_c, hi, 401)[1:]
-    up = [a for a in grid if gain(a) > 0]
-    if not up:
-        return float("nan")   # no consolidated state: every memory decays below A_c
-    lo, hi = up[-1], grid[grid > up[-1]][0]
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if gain(mid) > 0 else (lo, mid)
-    return (lo + hi) / 2
 
 
 def scaling(p: dict, model: dict, retrieval: dict, seeds: list[int], device) -> tuple[pd.DataFrame, dict]:

@@ -15,9 +15,8 @@ CRITERIA = {"retrieved": "network dynamics", "mean_field": "mean field (A > A_c)
 
 def forgetting(df: pd.DataFrame, rec: dict, ax) -> None:
     """(a) Without rehearsal: efficacy and retrieval against age; theory's lifetime marked."""
-    seeds = len(rec["seeds"])
     for crit, style in zip(CRITERIA, ("-", "--")):
-        p = retention_by_age(df, crit, seeds)
+        p = retention_by_age(df, crit)
         ax[1].plot(p.index, p.values, style, label=CRITERIA[crit])
     first = df[df.seed == rec["seeds"][0]]
     ax[0].semilogy(first["age"], first["efficacy"], ".", ms=3, label="memories (first seed)")
@@ -32,10 +31,9 @@ def forgetting(df: pd.DataFrame, rec: dict, ax) -> None:
 
 def rehearsal(df: pd.DataFrame, rec: dict, ax) -> None:
     """(b) With rehearsal: retrieval probability against age (log-binned), log axes."""
-    snapshots = rec["summary"]["snapshots"]
     edges = np.unique(np.round(np.logspace(0, np.log10(df["age"].max() + 2), 30)).astype(int)) - 1
     for crit, style in zip(CRITERIA, ("-", "--")):
-        p = retention_by_age(df, crit, snapshots)
+        p = retention_by_age(df, crit)
         binned = p.groupby(pd.cut(p.index, edges, right=False), observed=True).mean()
         mids = [iv.left + (iv.right - iv.left) / 2 for iv in binned.index]
         ax.plot(np.maximum(mids, 0.5), binned.values, style, marker="o", ms=3, label=CRITERIA[crit])
@@ -52,9 +50,8 @@ def efficacy(df: pd.DataFrame, rec: dict, ax) -> None:
     x = np.log10(df["efficacy"] / df["a_c"])
     sns.histplot(x=x, bins=60, stat="density", ax=ax, color="tab:blue")
     ax.axvline(0, c="k", ls="--", lw=1, label="A_c")
-    fp = rec["summary"]["efficacy"]["fixed_point_over_a_c"]
-    if np.isfinite(fp):
-        ax.axvline(np.log10(fp), c="tab:red", ls=":", lw=1, label="consolidated fixed point")
+    med = rec["summary"]["efficacy"]["retrievable_median_over_a_c"]
+    ax.axvline(np.log10(med), c="tab:red", ls=":", lw=1, label="median of the retrievable")
     ax.set(xlabel="log10(A / A_c)", ylabel="density", title="(c) efficacies at equilibrium")
     ax.legend(fontsize=7)
 
@@ -64,10 +61,12 @@ def scaling(df: pd.DataFrame, rec: dict, ax) -> None:
     for crit, marker in zip(CRITERIA, ("o", "s")):
         m = df.groupby("n")[crit].agg(["mean", "sem"])
         fit = rec["summary"][crit]
+        fitted = fit["exponent"] is not None
         ax.errorbar(m.index, m["mean"], yerr=m["sem"].fillna(0), fmt=marker, ms=4, capsize=2,
-                    label=f"{CRITERIA[crit]}: exponent {fit['exponent']:.2f}")
-        n = np.array(m.index, float)
-        ax.plot(n, fit["prefactor"] * n ** fit["exponent"], lw=1, c=ax.lines[-1].get_color())
+                    label=f"{CRITERIA[crit]}: exponent {fit['exponent']:.2f}" if fitted else CRITERIA[crit])
+        if fitted:
+            n = np.array(m.index, float)
+            ax.plot(n, fit["prefactor"] * n ** fit["exponent"], lw=1, c=ax.lines[-1].get_color())
     ax.set(xscale="log", yscale="log", xlabel="N (neurons)", ylabel="retrievable memories",
            title="(d) capacity against network size")
     ax.set_xticks(list(m.index), [str(v) for v in m.index])

@@ -175,5 +175,17 @@ class Method:
         """A seed derived from the run's data seed, the task and a purpose string."""
         return derive_seed(self.seed, task, purpose)
 
+    def on_device(self, obj):
+        """``obj`` (tensors in lists, tuples, dicts) on the model's device: checkpoints are
+        loaded on the CPU, and a method's state must follow the model it regularises."""
+        device = next(self.model.parameters()).device
+        if isinstance(obj, torch.Tensor):
+            return obj.to(device)
+        if isinstance(obj, dict):
+            return {k: self.on_device(v) for k, v in obj.items()}
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.on_device(v) for v in obj)
+        return obj
+
     def params(self) -> dict[str, torch.Tensor]:
         return {n: p for n, p in self.model.named_parameters() if p.requires_grad}

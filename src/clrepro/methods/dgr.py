@@ -69,7 +69,7 @@ class DGR(Method):
         super().__init__(*args, **kwargs)
         hidden = [m.out_features for m in self.model.modules() if isinstance(m, nn.Linear)][:-1]
         device = next(self.model.parameters()).device
-        with torch.random.fork_rng(devices=[]):   # its own initialisation, the run's RNG untouched
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the run's RNG untouched
             torch.manual_seed(self.seed_for(0, "generator"))
             self.vae = VAE(math.prod(self.bench.input_shape), hidden, self.hp["latent"]).to(device)
         self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))

@@ -52,7 +52,7 @@ class ER(Method):
         return {"buffer": self.buffer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
+        self.buffer.load_state_dict(self.on_device(state["buffer"]))
 
     def task_state(self) -> dict:
         return super().task_state() | {"replay_gen": self.replay_gen.get_state()}

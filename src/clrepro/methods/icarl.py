@@ -49,7 +49,7 @@ class ICaRL(Method):
         y = torch.cat([b.y for b in batches])
         target = F.one_hot(y, z.shape[1]).to(z.dtype)
         if self.teacher is not None:
-            old = self.bench.active(self.task - 1, self.task - 1)[1]   # classes before this task
+            old = self.bench.classes_per_task * self.task   # the classes before this task
             with torch.no_grad():
                 teacher = torch.cat(forward(self.teacher, batches))[:, :old]
             target[:, :old] = torch.sigmoid(teacher)
@@ -85,8 +85,8 @@ class ICaRL(Method):
                 "teacher": None if self.teacher is None else self.teacher.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.buffer.load_state_dict(state["buffer"])
-        self.means = state["means"]
+        self.buffer.load_state_dict(self.on_device(state["buffer"]))
+        self.means = self.on_device(state["means"])
         if state["teacher"] is not None:
             self.teacher = copy.deepcopy(self.model).eval()
             self.teacher.load_state_dict(state["teacher"])

@@ -50,4 +50,4 @@ class QuadraticPenalty(Method):
         return {"terms": self.terms}
 
     def load_state_dict(self, state: dict) -> None:
-        self.terms = state["terms"]
+        self.terms = self.on_device(state["terms"])

@@ -73,7 +73,7 @@ class SI(QuadraticPenalty):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.omega_total = state["omega_total"]
+        self.omega_total = self.on_device(state["omega_total"])
 
     def task_state(self) -> dict:
         return {**super().task_state(), "start": self.start, "path": self.path}
@@ -82,5 +82,5 @@ class SI(QuadraticPenalty):
     def load_task_state(self, state: dict) -> None:
         """(Called with the model restored: ``prev``, theta before the next step, is its parameters.)"""
         super().load_task_state(state)
-        self.start, self.path = state["start"], state["path"]
+        self.start, self.path = self.on_device(state["start"]), self.on_device(state["path"])
         torch._foreach_copy_(self.prev, self._params())
