@@ -86,6 +86,8 @@ def test_agem_projection_hand_computed_and_never_against_the_reference():
     g, g_ref = torch.tensor([1.0, -2.0]), torch.tensor([0.0, 1.0])
     assert torch.allclose(project(g, g_ref), torch.tensor([1.0, 0.0]))     # dot -2: projected
     assert torch.equal(project(torch.tensor([1.0, 2.0]), g_ref), torch.tensor([1.0, 2.0]))   # kept
+    tiny = project(torch.tensor([1.0, -1.0]), torch.tensor([0.0, 1e-25]))   # g_ref . g_ref underflows
+    assert torch.isfinite(tiny).all() and torch.allclose(tiny, torch.tensor([1.0, 0.0]))
     gen = torch.Generator().manual_seed(0)
     for _ in range(50):
         g, g_ref = torch.randn(30, generator=gen), torch.randn(30, generator=gen)

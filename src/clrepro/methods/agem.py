@@ -15,11 +15,14 @@ from .er import ER
 
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
-    """A-GEM's projection of the flat gradient ``g`` against ``g_ref`` (Eq. 11)."""
-    dot = torch.dot(g, g_ref)
-    if dot >= 0:
+    """A-GEM's projection of the flat gradient ``g`` against ``g_ref`` (Eq. 11), computed with the
+    unit vector of g_ref: a reference gradient of a well-learned memory can be so small that
+    g_ref . g_ref underflows to zero in float32 while g . g_ref does not."""
+    if torch.dot(g, g_ref) >= 0:
         return g
-    return g - dot / torch.dot(g_ref, g_ref) * g_ref
+    r = g_ref / g_ref.abs().max()
+    r = r / r.norm()
+    return g - torch.dot(g, r) * r
 
 
 class AGEM(ER):
