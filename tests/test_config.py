@@ -12,7 +12,8 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2"]
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "er", "agem"]   # + iCaRL, Class-IL only
+PER_SEED = 3 * len(METHODS) + 1
 
 
 @pytest.fixture
@@ -48,10 +49,11 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == 3 * 8 * 20 == 480
-    assert len(set(runs)) == 480
+    assert len(runs) == PER_SEED * 20 == 620
+    assert len(set(runs)) == 620
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
-    assert sorted({r.method for r in runs}) == sorted(METHODS)
+    assert sorted({r.method for r in runs}) == sorted(METHODS + ["icarl"])
+    assert {r.scenario for r in runs if r.method == "icarl"} == {"class"}
     assert {r.seed for r in runs} == set(range(20))
     assert config.Run(EXP, "class", "si", 7).path == f"{EXP}/class/si/seed7"
     # defaults filled in from the schema
@@ -64,13 +66,13 @@ def test_quick_preset_applies_overrides(in_repo):
     exp = cfg["_experiments"][EXP]
     assert exp["seeds"] == 2 and exp["iters_per_task"] == 60 and exp["train_subset"] == 0.25
     assert exp["model"] == {"type": "mlp", "hidden": [100, 100]}   # the experiment's own preset
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 3 * 8 * 2
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == PER_SEED * 2
 
 
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 480
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 620
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -123,7 +125,7 @@ def test_spec_hash_identity(cfg):
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 480
+    assert len([r for r in runs if r.experiment == EXP]) == 620
 
 
 def test_unknown_top_level_key(cfg_copy):

@@ -36,7 +36,7 @@ def si17_run(tiny_mnist, tiny_cifar, tmp_path_factory):
     shutil.copytree(tiny_cifar[0], mirror, dirs_exist_ok=True)
     shutil.copytree(REPO / "config", work / "config")
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    cfg.update(preset="test", experiments=list(EXPERIMENTS), device="cpu",
+    cfg.update(preset="test", experiments=list(EXPERIMENTS), simulations=[], device="cpu",
                data={"root": "data", "mirror": str(mirror), "checksums": {**tiny_mnist[1], **tiny_cifar[1]}})
     cfg["presets"]["test"] = {"seeds": 2, "train_subset": None}
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))

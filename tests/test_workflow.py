@@ -28,7 +28,7 @@ def workflow_run(tiny_mnist, tmp_path_factory):
 def test_dag_produces_every_run_and_table(workflow_run):
     out, _ = workflow_run
     runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
-    assert len(runs) == 3 * 8 * 2
+    assert len(runs) == (3 * 10 + 1) * 2          # 10 methods x 3 scenarios and iCaRL (Class-IL), 2 seeds
     assert set(runs.preset) == {"test"}
     for col in ("hyperparameters", "seed.init", "seed.data", "seed.order", "git_commit", "device",
                 "version.torch", "version.torchvision", "spec_hash"):
@@ -37,7 +37,7 @@ def test_dag_produces_every_run_and_table(workflow_run):
     assert len(acc) == len(runs) * (5 * 5 + 5)           # R plus the untrained row, per run
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
     acc_rows = summary[summary.metric == "acc"]
-    assert len(acc_rows) == 24 and (acc_rows.n == 2).all()
+    assert len(acc_rows) == 31 and (acc_rows.n == 2).all()
     # Joint sees every task's data: far above chance in task-IL even at this scale
     joint = acc_rows[(acc_rows.label == "Joint") & (acc_rows.scenario == "task")]["mean"].item()
     assert joint > 80
@@ -48,9 +48,9 @@ def test_audit_lists_every_published_cell_without_verdicts(workflow_run):
     audit = pd.read_csv(out / "audit" / "split_mnist_vdv19_audit.csv", keep_default_na=False, na_values=[""])
     targets = pd.read_csv(work / "config" / "targets.csv", keep_default_na=False, na_values=[""])
     assert set(audit.target_id) == set(targets[targets.experiment == "split_mnist_vdv19"].target_id)
-    ran = audit[audit.method.isin(["None", "Joint", "EWC", "Online EWC", "SI", "LwF"])]
+    ran = audit[audit.method.isin(["None", "Joint", "EWC", "Online EWC", "SI", "LwF", "iCaRL"])]
     assert (ran.verdict == "no verdict (test preset)").all()
-    assert (audit[audit.method.isin(["DGR", "iCaRL", "XdG"])].verdict == "not run").all()
+    assert (audit[audit.method.isin(["DGR", "XdG"])].verdict == "not run").all()
 
 
 def test_simulation_panels_record_what_produced_them(workflow_run):
@@ -86,7 +86,7 @@ def test_editing_a_simulation_reruns_its_panels_and_no_training(workflow_run):
 def test_report_and_snakemake_report(workflow_run):
     out, work = workflow_run
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 + 5
+    assert page.count("data:image/png;base64,") == 3 + 5
     assert "Stochastic consolidation of lifelong memory" in page and "retrievable memories ~ N^b" in page
     assert "test</b> preset" in page and "Audit against the published numbers" in page
     proc = snakemake(work, "--cores", "1", "--report", str(work / "snakemake-report.zip"))
@@ -113,7 +113,7 @@ def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(line.split() for line in proc.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert counts["train"] == "24" and counts["aggregate"] == "1"    # seed 2 of 8 methods x 3 scenarios
+    assert counts["train"] == "31" and counts["aggregate"] == "1"    # seed 2 of 10 methods x 3 scenarios + iCaRL
     proc = snakemake(work, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
