@@ -4,6 +4,7 @@ and calls these hooks; a method only says what is special about it."""
 from __future__ import annotations
 
 import hashlib
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -85,6 +86,14 @@ class Sampler:
             out.append(Batch(task.inputs(sel), self.bench.targets(task.p.index_select(0, sel), t),
                              lo, hi, t))
         return out
+
+
+def frozen(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in evaluation mode without gradients (a teacher, a snapshot)."""
+    copy = deepcopy(model).eval()
+    for p in copy.parameters():
+        p.requires_grad_(False)
+    return copy
 
 
 def forward(model: nn.Module, batches: list[Batch]) -> list[torch.Tensor]:

@@ -17,15 +17,15 @@ reconstruction (inputs in [0, 1]) plus the Gaussian KL divergence, both divided 
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Method, cross_entropy
+from .base import cross_entropy, frozen
 from .lwf import distillation
+from .replay import Replaying
 
 
 class VAE(nn.Module):
@@ -61,7 +61,7 @@ class VAE(nn.Module):
         return torch.sigmoid(self.decoder(z)).view(n, *shape)
 
 
-class DGR(Method):
+class DGR(Replaying):
     name = "dgr"
     hyperparameters = {"distill": False, "temperature": 2.0, "latent": 100, "lr": 0.001}
 
@@ -74,10 +74,6 @@ class DGR(Method):
             self.vae = VAE(math.prod(self.bench.input_shape), hidden, self.hp["latent"]).to(device)
         self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))
         self.old_vae = self.teacher = None
-
-    def begin_task(self, task: int) -> None:
-        super().begin_task(task)
-        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
 
     def train_batches(self, batch_size: int):
         batches = self.current = self.sampler.batches(batch_size)
@@ -121,10 +117,7 @@ class DGR(Method):
         self.vae_opt.step()
 
     def end_task(self, task: int) -> None:
-        self.old_vae = copy.deepcopy(self.vae).eval()
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in [*self.old_vae.parameters(), *self.teacher.parameters()]:
-            p.requires_grad_(False)
+        self.old_vae, self.teacher = frozen(self.vae), frozen(self.model)
 
     def state_dict(self) -> dict:
         return {"vae": self.vae.state_dict(), "vae_opt": self.vae_opt.state_dict(),
@@ -138,10 +131,3 @@ class DGR(Method):
             self.teacher.load_state_dict(state["teacher"])
         self.vae.load_state_dict(state["vae"])
         self.vae_opt.load_state_dict(state["vae_opt"])
-
-    def task_state(self) -> dict:
-        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
-
-    def load_task_state(self, state: dict) -> None:
-        super().load_task_state(state)
-        self.replay_gen.set_state(state["replay_gen"])

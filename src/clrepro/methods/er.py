@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import torch
 
-from .base import Batch, Method, cross_entropy
-from .replay import Buffer
+from .base import Batch, cross_entropy
+from .replay import Buffer, Replaying
 
 
-class ER(Method):
+class ER(Replaying):
     name = "er"
     hyperparameters = {"per_class": 100, "budget": None, "selection": "reservoir"}
 
@@ -24,10 +24,6 @@ class ER(Method):
         super().__init__(*args, **kwargs)
         budget = self.hp["budget"]
         self.buffer = Buffer(None if budget else self.hp["per_class"], self.hp["selection"], budget)
-
-    def begin_task(self, task: int) -> None:
-        super().begin_task(task)
-        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
 
     def replay(self, n: int) -> list[Batch]:
         return self.buffer.batches(self.bench, n, self.task, self.replay_gen) if len(self.buffer) else []
@@ -53,10 +49,3 @@ class ER(Method):
 
     def load_state_dict(self, state: dict) -> None:
         self.buffer.load_state_dict(self.on_device(state["buffer"]))
-
-    def task_state(self) -> dict:
-        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
-
-    def load_task_state(self, state: dict) -> None:
-        super().load_task_state(state)
-        self.replay_gen.set_state(state["replay_gen"])

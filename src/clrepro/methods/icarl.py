@@ -13,16 +13,14 @@
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
-from .base import Batch, Method, forward
-from .replay import Buffer
+from .base import Batch, forward, frozen
+from .replay import Buffer, Replaying
 
 
-class ICaRL(Method):
+class ICaRL(Replaying):
     name = "icarl"
     scenarios = ("class",)
     scores_need_end_task = True   # the last task's exemplars and means classify its classes
@@ -33,10 +31,6 @@ class ICaRL(Method):
         self.buffer = Buffer(selection="herding", total=self.hp["budget"])
         self.teacher = None
         self.means = None   # (n_outputs, D): normalised class means of the exemplars; NaN rows unseen
-
-    def begin_task(self, task: int) -> None:
-        super().begin_task(task)
-        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
 
     def train_batches(self, batch_size: int) -> list[Batch]:
         stored, current = len(self.buffer), self.sampler.size
@@ -59,9 +53,7 @@ class ICaRL(Method):
     def end_task(self, task: int) -> None:
         self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)
         self.update_means()
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = frozen(self.model)
 
     @torch.no_grad()
     def update_means(self) -> None:
@@ -88,14 +80,5 @@ class ICaRL(Method):
         self.buffer.load_state_dict(self.on_device(state["buffer"]))
         self.means = self.on_device(state["means"])
         if state["teacher"] is not None:
-            self.teacher = copy.deepcopy(self.model).eval()
+            self.teacher = frozen(self.model)
             self.teacher.load_state_dict(state["teacher"])
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
-
-    def task_state(self) -> dict:
-        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
-
-    def load_task_state(self, state: dict) -> None:
-        super().load_task_state(state)
-        self.replay_gen.set_state(state["replay_gen"])

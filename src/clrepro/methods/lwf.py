@@ -12,12 +12,10 @@ and averages over samples (Hinton et al.; the reference code); ``mean`` also ave
 classes."""
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
 
-from .base import Method, cross_entropy
+from .base import Method, cross_entropy, frozen
 
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
@@ -59,9 +57,7 @@ class LwF(Method):
         return w * current + (1 - w) * kd
 
     def end_task(self, task: int) -> None:
-        self.teacher = copy.deepcopy(self.model).eval()
-        for p in self.teacher.parameters():
-            p.requires_grad_(False)
+        self.teacher = frozen(self.model)
 
     def state_dict(self) -> dict:
         return {"teacher": None if self.teacher is None else self.teacher.state_dict()}

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..scenarios import Benchmark
-from .base import Batch
+from .base import Batch, Method
 
 SELECTIONS = ("reservoir", "herding")
 
@@ -123,3 +123,19 @@ class Buffer:
 
     def load_state_dict(self, state: dict) -> None:
         self.x, self.p, self.task = state["x"], state["p"], state["task"]
+
+
+class Replaying(Method):
+    """A method that draws replayed samples during a task: its generator, seeded per task, is part
+    of the in-task checkpoint state."""
+
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+
+    def task_state(self) -> dict:
+        return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.replay_gen.set_state(state["replay_gen"])
