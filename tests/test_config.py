@@ -12,7 +12,7 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "er", "agem"]   # + iCaRL, Class-IL only
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "dgr", "dgr_distill", "er", "agem"]   # + iCaRL, Class-IL only
 PER_SEED = 3 * len(METHODS) + 1
 
 
@@ -49,8 +49,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 620
-    assert len(set(runs)) == 620
+    assert len(runs) == PER_SEED * 20 == 740
+    assert len(set(runs)) == 740
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + ["icarl"])
     assert {r.scenario for r in runs if r.method == "icarl"} == {"class"}
@@ -72,7 +72,7 @@ def test_quick_preset_applies_overrides(in_repo):
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 620
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 740
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -125,7 +125,7 @@ def test_spec_hash_identity(cfg):
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 620
+    assert len([r for r in runs if r.experiment == EXP]) == 740
 
 
 def test_unknown_top_level_key(cfg_copy):
