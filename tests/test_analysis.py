@@ -1,4 +1,5 @@
 """Aggregation and audit: hand-computed statistics and verdicts."""
+import json
 import math
 
 import pandas as pd
@@ -108,3 +109,16 @@ def test_audit_mapping_per_task_metrics_and_single_runs():
     assert out.loc["t1", "ours"] == pytest.approx(52.0) and out.loc["t1", "verdict"] == "disagrees"
     unmapped = audit(summarise(runs), targets, "pub", "e", "paper")
     assert (unmapped.verdict == "not run").all()
+
+
+def test_method_log_table_shows_shared_values_and_summarises_varying_ones():
+    from clrepro.report import method_log_table
+    log = lambda kept: json.dumps([{"units": [200, 200], "latent": 10, "replay_kept": None},   # noqa: E731
+                                   {"units": [250, 250], "latent": 16, "replay_kept": kept}])
+    runs = pd.DataFrame({"experiment": ["e", "e", "e"], "scenario": ["class"] * 3, "label": ["CLN", "CLN", "None"],
+                         "method_log": [log(0.5), log(0.7), ""]})
+    t = method_log_table(runs, "e")
+    assert t["after task"].tolist() == [1, 2] and set(t.method) == {"CLN"}
+    assert t.units.tolist() == ["200-200", "250-250"] and t.latent.tolist() == [10, 16]
+    assert t.replay_kept.tolist() == ["–", "0.6 ± 0.1 (2)"]
+    assert method_log_table(runs.drop(columns="method_log"), "e").empty

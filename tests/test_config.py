@@ -12,8 +12,9 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "dgr", "dgr_distill", "er", "agem"]   # + iCaRL, Class-IL only
-PER_SEED = 3 * len(METHODS) + 1
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "dgr", "dgr_distill", "bir", "er", "agem"]
+CLASS_ONLY = ["icarl", "cln"]
+PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
 
 
 @pytest.fixture
@@ -49,11 +50,11 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 740
-    assert len(set(runs)) == 740
+    assert len(runs) == PER_SEED * 20 == 820
+    assert len(set(runs)) == 820
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
-    assert sorted({r.method for r in runs}) == sorted(METHODS + ["icarl"])
-    assert {r.scenario for r in runs if r.method == "icarl"} == {"class"}
+    assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY)
+    assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
     assert {r.seed for r in runs} == set(range(20))
     assert config.Run(EXP, "class", "si", 7).path == f"{EXP}/class/si/seed7"
     # defaults filled in from the schema
@@ -72,7 +73,7 @@ def test_quick_preset_applies_overrides(in_repo):
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 740
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 820
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -125,7 +126,7 @@ def test_spec_hash_identity(cfg):
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 740
+    assert len([r for r in runs if r.experiment == EXP]) == 820
 
 
 def test_unknown_top_level_key(cfg_copy):

@@ -42,7 +42,10 @@ def one_thread():
 
 EXTRA = {"scratch": {}, "er": {"per_class": 3, "selection": "reservoir"},
          "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"},
-         "icarl": {"budget": 20}, "dgr": {"latent": 8}, "dgr_distill": {"latent": 8, "distill": True}}
+         "icarl": {"budget": 20}, "dgr": {"latent": 8}, "dgr_distill": {"latent": 8, "distill": True},
+         "bir_internal": {"latent": 8, "internal": 1, "gating": 0.2}}
+MODELS = {"bir_internal": {"type": "mlp", "hidden": [32, 16]},
+          "cln": {"type": "mlp", "hidden": [16, 16], "capacity": [216, 216]}}   # 4 births of 50
 
 
 def make_spec(cfg, scenario, method, seed=0, iters=25):
@@ -55,7 +58,7 @@ def make_spec(cfg, scenario, method, seed=0, iters=25):
     spec["iters_per_task"] = iters
     spec["train_subset"] = None
     spec["batch_size"] = 16            # 60 training images per task in the tiny MNIST
-    spec["model"] = {"type": "mlp", "hidden": [32]}
+    spec["model"] = MODELS.get(method, {"type": "mlp", "hidden": [32]})
     spec["spec_hash"] = config.spec_hash(spec)
     return spec
 
@@ -71,7 +74,7 @@ def folder_entries(folder):
 CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
          ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl"),
-         ("task", "dgr"), ("class", "dgr_distill")]
+         ("task", "dgr"), ("class", "dgr_distill"), ("domain", "bir"), ("class", "bir_internal"), ("class", "cln")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)
@@ -97,6 +100,7 @@ def test_resumed_run_equals_uninterrupted(cfg, tmp_path, scenario, method):
     assert resumed["random_init"] == full["random_init"]
     assert resumed["train_loss"] == full["train_loss"]
     assert resumed["metrics"] == full["metrics"]
+    assert resumed.get("method_log") == full.get("method_log")      # e.g. the units CLN grew
     assert json.loads(out.read_text())["R"] == full["R"]
     # only the last task's checkpoint, nothing temporary
     assert folder_entries(ckpt) == ["task-04"]
@@ -119,6 +123,7 @@ def test_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path, scenario, met
     resumed = run(spec, out, ckpt)
     assert resumed["resumed"] is True
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed.get("method_log") == full.get("method_log")
     assert folder_entries(ckpt) == ["task-04"]
 
 
@@ -135,6 +140,7 @@ def test_timed_checkpoints_keep_only_the_latest(cfg, tmp_path):
     (ckpt / ".tmp-killed" / "state.pt").write_bytes(b"half")
     resumed = run(spec, tmp_path / "r.json", ckpt, checkpoint_every=1e-9)
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed.get("method_log") == full.get("method_log")
     assert folder_entries(ckpt) == ["task-04"]
 
 
@@ -167,6 +173,7 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path):
     resumed = run(spec, out, ckpt)
     assert resumed["resumed"] is True
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed.get("method_log") == full.get("method_log")
 
 
 def test_sigterm_without_a_checkpoint_folder_ends_the_run_at_once(cfg, tmp_path):
@@ -201,6 +208,7 @@ def test_resume_twice_and_after_finish(cfg, tmp_path):
     assert folder_entries(ckpt) == ["task-02"]
     resumed = run(spec, tmp_path / "r.json", ckpt)
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed.get("method_log") == full.get("method_log")
     # a finished run's checkpoint: no training left, same numbers
     again = run(spec, tmp_path / "again.json", ckpt)
     assert again["resumed"] is True and again["R"] == full["R"]
@@ -383,3 +391,4 @@ def test_sdm_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path):
     assert 0 < counts.max() < 3000                 # mid-switch
     resumed = run(spec, out, ckpt)
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed.get("method_log") == full.get("method_log")

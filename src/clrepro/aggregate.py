@@ -46,6 +46,7 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["iters_per_task"] = r["protocol"].get("iters_per_task")
         row["epochs_per_task"] = r["protocol"].get("epochs_per_task")
         row["steps"] = json.dumps(r.get("steps_per_task"))
+        row["method_log"] = json.dumps(r["method_log"]) if r.get("method_log") else ""
         row["batch_size"] = r["protocol"]["batch_size"]
         row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
         row["train_seconds"] = sum(r["seconds_per_task"])

@@ -74,6 +74,70 @@ class MLP(Net):
         return self.features(x.flatten(1))
 
 
+class GrowingMLP(MLP):
+    """An MLP with room to grow (neurogenesis): hidden layer l has ``capacity[l]`` units, of which
+    the first ``alive[l]`` (a buffer, so checkpoints carry it) are born. Unborn units are inert:
+    their activations are masked to zero, so no gradient reaches their incoming weights, and their
+    outgoing weights are zero, so a birth leaves the network's function unchanged until training
+    gives them weight. Every layer is initialised as PyTorch initialises a layer of its born
+    width (bounds 1/sqrt(fan-in) over the born inputs)."""
+
+    def __init__(self, input_dim: int, hidden: list[int], capacity: list[int], n_outputs: int):
+        if len(capacity) != len(hidden) or any(h > c for h, c in zip(hidden, capacity)):
+            raise ValueError(f"model.capacity: {capacity} must give each hidden layer at least its {hidden} units")
+        super().__init__(input_dim, capacity, n_outputs)
+        self.register_buffer("alive", torch.tensor(hidden))
+        self.reset_parameters()
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self.features if isinstance(m, nn.Linear)] + [self.head]
+
+    def widths(self) -> list[int]:
+        return self.alive.tolist()
+
+    @torch.no_grad()
+    def init_units(self, layer: int, rows: slice, gen: torch.Generator | None = None) -> None:
+        """Fresh incoming weights for units ``rows`` of ``layer``; zero outgoing weights."""
+        lin = self.linears()[layer]
+        fan_in = lin.in_features if layer == 0 else int(self.alive[layer - 1])
+        bound = 1 / math.sqrt(fan_in)
+        w = torch.rand(lin.weight[rows].shape, generator=gen) * 2 * bound - bound
+        b = torch.rand(lin.bias[rows].shape, generator=gen) * 2 * bound - bound
+        lin.weight[rows] = 0.0
+        lin.weight[rows, :fan_in] = w[:, :fan_in].to(lin.weight.device)
+        lin.bias[rows] = b.to(lin.bias.device)
+        self.linears()[layer + 1].weight[:, rows] = 0.0
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        if not hasattr(self, "alive"):   # during MLP.__init__
+            return
+        layers = self.linears()
+        for i, lin in enumerate(layers[:-1]):
+            self.init_units(i, slice(0, lin.out_features))
+        self.head.reset_parameters()   # its inputs: the top layer's born units
+        fan_in = int(self.alive[-1])
+        nn.init.uniform_(self.head.weight[:, :fan_in], -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        nn.init.uniform_(self.head.bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+        self.head.weight[:, fan_in:] = 0.0
+
+    def grow(self, units: list[int]) -> list[slice]:
+        """Bear ``units[l]`` more units in each hidden layer; returns their rows per layer. The
+        incoming weights of the new units keep their initialisation; the caller may renew them."""
+        new = [slice(int(a), int(a) + n) for a, n in zip(self.alive, units)]
+        if any(s.stop > c for s, c in zip(new, [m.out_features for m in self.linears()[:-1]])):
+            raise ValueError(f"model.capacity: growing {self.widths()} by {units} exceeds the capacity")
+        self.alive += torch.tensor(units, device=self.alive.device)
+        return new
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(1)
+        for lin, n in zip(self.linears()[:-1], self.alive):
+            h = torch.relu(lin(h))
+            h = h * (torch.arange(h.shape[1], device=h.device) < n)
+        return h
+
+
 class CNN(Net):
     def __init__(self, input_shape: tuple[int, int, int], channels: list[int], dense: int, n_outputs: int,
                  dropout_conv: float = 0.25, dropout_dense: float = 0.5, **init):
@@ -180,6 +244,10 @@ class SDMLP(nn.Module):
 def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
     kind = spec.get("type", "mlp")
     init = {"init": spec.get("init", "torch"), "head_init": spec.get("head_init", "default")}
+    if kind == "mlp" and spec.get("capacity"):
+        if init != {"init": "torch", "head_init": "default"}:
+            raise ValueError("model.capacity: a growing mlp takes PyTorch's default initialisation only")
+        return GrowingMLP(math.prod(input_shape), list(spec["hidden"]), list(spec["capacity"]), n_outputs)
     if kind == "mlp":
         return MLP(math.prod(input_shape), list(spec["hidden"]), n_outputs, **init)
     if kind == "sdm":

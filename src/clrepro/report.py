@@ -89,6 +89,30 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
     return t.sort_values(["scenario", "label"]).rename(columns={"label": "method"})
 
 
+def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """What methods record after each task (``Method.task_log``: CLN's units per layer, output
+    units, latent dimensions, replay kept by its filter), one row per method and task: a value
+    shared by every seed as it is, a number that varies as its mean ± SEM over seeds."""
+    if "method_log" not in runs:
+        return pd.DataFrame()
+    sub = runs[(runs.experiment == experiment) & (runs.method_log.fillna("") != "")]
+    rows = []
+    for (scenario, label), g in sub.groupby(["scenario", "label"], sort=False):
+        logs = [json.loads(s) for s in g.method_log]
+        for i in range(min(len(log) for log in logs)):
+            row = {"scenario": SCENARIO_TITLES.get(scenario, scenario), "method": label, "after task": i + 1}
+            for key in logs[0][i]:
+                values = [log[i].get(key) for log in logs]
+                if all(v == values[0] for v in values):
+                    row[key] = "–" if values[0] is None else (
+                        "-".join(map(str, values[0])) if isinstance(values[0], list) else values[0])
+                else:
+                    x = pd.Series([v for v in values if v is not None], dtype=float)
+                    row[key] = f"{x.mean():.3g} ± {x.sem():.2g} ({len(x)})"
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def audit_section(audit: pd.DataFrame) -> str:
     counts = audit.verdict.value_counts().to_dict()
     cols = ["target_id", "scenario", "method", "label", "metric", "published", "published_sem", "n_published",
@@ -222,6 +246,13 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         elif name in audits:
             parts.append("<h3>Audit against the published numbers</h3><p>None of this experiment's numbers "
                          "are in <code>config/targets.csv</code>: nothing to audit.</p>")
+        grown = method_log_table(runs, name)
+        if len(grown):
+            parts.append("<h3>Recorded after each task</h3><p class='small'>Per method and task (Method.task_log): "
+                         "e.g. CLN's hidden units per layer, output units in use, latent dimensions and the "
+                         "fraction of generated samples its filter kept. A value shared by every seed is shown "
+                         "as it is; one that varies, as mean ± SEM (n).</p>")
+            parts.append(_table(grown, left=("scenario", "method")))
         methods = pd.DataFrame([{"method": names[key], "library method": spec["method"],
                                  "settings": json.dumps({k: v for k, v in spec.items()
                                                          if k not in ("method", "label")})}

@@ -24,7 +24,6 @@ from . import config, metrics, models, provenance, scenarios
 from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
-from .methods.base import forward
 
 log = logging.getLogger("clrepro.train")
 
@@ -270,7 +269,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     reset = spec["optimizer"].get("reset_per_task", False)
     clip = spec["optimizer"].get("clip_grad_norm")
 
-    rows, losses, seconds, steps = [], [], [], []
+    rows, losses, seconds, steps, method_log = [], [], [], [], []
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
     with torch.autocast(**amp):
         random_init = [evaluate(model, bench, upto=j, scores=method.scores)[j] for j in range(bench.n_tasks)]
@@ -284,6 +283,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         _set_rng_state(state.get("rng"), dev)
         rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
         steps = meta.get("steps") or [spec.get("iters_per_task")] * len(rows)   # older checkpoints
+        method_log = meta.get("method_log") or [{} for _ in rows]
         random_init = meta["random_init"]
         if meta.get("step") is None:
             start = meta["task"] + 1
@@ -298,6 +298,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                  "method": method.state_dict(), "rng": _rng_state(dev)}
         meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
+                "method_log": method_log,
                 "precision": prov["precision"], "run": _run_id(spec)}
         if step is not None:
             state["task_state"], state["loop"] = method.task_state(), loop
@@ -310,6 +311,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
             iters = steps_per_task(spec, method.sampler.size)
+            method.steps = iters
             if partial is not None:
                 step0, task_state, loop = partial
                 model.load_state_dict(state["model"])
@@ -319,13 +321,14 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                 partial = None
             else:
                 step0, loss_sum = 0, torch.zeros((), device=dev)
+                method.prepare(t)
                 if (reset or method.fresh_optimizer) and t > 0:
                     optimizer = make_optimizer(model, spec)
             model.train()
             for step in range(step0, iters):
                 batches = method.train_batches(B)
                 with torch.autocast(**amp):
-                    loss = method.loss(forward(model, batches), batches)
+                    loss = method.loss(method.forward(batches), batches)
                 optimizer.zero_grad(set_to_none=False)
                 loss.backward()
                 method.after_backward()
@@ -348,6 +351,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                 method.end_task(t)
             with torch.autocast(**amp):
                 rows.append(evaluate(model, bench, upto=t, scores=method.scores))
+            method_log.append(method.task_log(t))
             losses.append(float(loss_sum) / iters)
             steps.append(iters)
             seconds.append(time.perf_counter() - t0)
@@ -375,6 +379,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "train_loss": losses,
         "seconds_per_task": seconds,
         "steps_per_task": steps,
+        **({"method_log": method_log} if any(method_log) else {}),
         "resumed": bool(resumed),
         "provenance": prov,
     }

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from .agem import AGEM
 from .base import REQUIRED, Method
+from .bir import BIR
+from .cln import CLN
 from .dgr import DGR
 from .er import ER
 from .ewc import EWC
@@ -17,7 +19,7 @@ from .scratch import Scratch
 from .si import SI
 
 REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF, ER,
-                                                                AGEM, ICaRL, DGR)}
+                                                                AGEM, ICaRL, DGR, BIR, CLN)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

@@ -131,6 +131,7 @@ class Method:
         """``drop_last``: the samplers' (off when a task is counted in epochs)."""
         self.model, self.bench, self.hp, self.seed, self.drop_last = model, bench, hp, seed, drop_last
         self.task = 0
+        self.steps = 0   # the current task's training steps (set by the loop before ``prepare``)
 
     # -- hooks, in the order the loop calls them ----------------------------------------------
     def begin_task(self, task: int) -> None:
@@ -138,8 +139,17 @@ class Method:
         self.task = task
         self.sampler = Sampler(self.bench, [task], task, self.seed_for(task, "data"), self.drop_last)
 
+    def prepare(self, task: int) -> None:
+        """After ``begin_task``, before the task's first step: work whose outcome the network or
+        the method's state holds (CLN grows the network here). Not repeated when a checkpoint
+        taken inside the task is resumed."""
+
     def train_batches(self, batch_size: int) -> list[Batch]:
         return self.sampler.batches(batch_size)
+
+    def forward(self, batches: list[Batch]) -> list[torch.Tensor]:
+        """The network's outputs (all units) for each batch, in one pass."""
+        return forward(self.model, batches)
 
     def loss(self, outputs: list[torch.Tensor], batches: list[Batch]) -> torch.Tensor:
         """The loss of one step from the model's outputs (all units) for each batch."""
@@ -153,6 +163,10 @@ class Method:
 
     def end_task(self, task: int) -> None:
         """After training ``task`` (consolidation, teacher snapshot, ...)."""
+
+    def task_log(self, task: int) -> dict:
+        """What the result records of the method after ``task`` (e.g. the units CLN has grown)."""
+        return {}
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """What evaluation takes the argmax of over the active units: the network's outputs
