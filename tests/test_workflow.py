@@ -48,9 +48,9 @@ def test_audit_lists_every_published_cell_without_verdicts(workflow_run):
     audit = pd.read_csv(out / "audit" / "split_mnist_vdv19_audit.csv", keep_default_na=False, na_values=[""])
     targets = pd.read_csv(work / "config" / "targets.csv", keep_default_na=False, na_values=[""])
     assert set(audit.target_id) == set(targets[targets.experiment == "split_mnist_vdv19"].target_id)
-    ran = audit[audit.method.isin(["None", "Joint", "EWC", "Online EWC", "SI", "LwF", "iCaRL"])]
-    assert (ran.verdict == "no verdict (test preset)").all()
-    assert (audit[audit.method.isin(["DGR", "XdG"])].verdict == "not run").all()
+    ran = audit[audit.method.isin(["None", "Joint", "EWC", "Online EWC", "SI", "LwF", "DGR", "DGR+distill", "iCaRL"])]
+    assert len(ran) == 25 and (ran.verdict == "no verdict (test preset)").all()
+    assert (audit[audit.method == "XdG"].verdict == "not run").all()
 
 
 def test_simulation_panels_record_what_produced_them(workflow_run):
@@ -89,6 +89,11 @@ def test_report_and_snakemake_report(workflow_run):
     assert page.count("data:image/png;base64,") == 3 + 5
     assert "Stochastic consolidation of lifelong memory" in page and "retrievable memories ~ N^b" in page
     assert "test</b> preset" in page and "Audit against the published numbers" in page
+    # CLN's growth, task by task: born 200-200, 50 more units per layer per task
+    assert "Recorded after each task" in page and "<td class=''>200-200</td>" in page and "400-400" in page
+    runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
+    grown = [json.loads(s) for s in runs[runs.method == "cln"].method_log]
+    assert [[t["units"] for t in log] for log in grown] == [[[200 + 50 * i] * 2 for i in range(5)]] * 2
     proc = snakemake(work, "--cores", "1", "--report", str(work / "snakemake-report.zip"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (work / "snakemake-report.zip").stat().st_size > 0
