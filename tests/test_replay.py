@@ -55,6 +55,12 @@ def test_herding_hand_computed():
     phi = torch.tensor([[2.0, 0.0], [0.0, 3.0], [0.3, 0.4]])
     assert herding(phi, 3).tolist() == [2, 0, 1]
     assert herding(phi, 2).tolist() == [2, 0]
+    # the class mean rescaled to unit length (the reference code's norm_exemplars): e1, e2, (-0.6, 0.8)
+    # give mu = (0.133, 0.6), unit mu = (0.217, 0.976). k=1: e2 for both. k=2: plain |mu - (0.5, 0.5)|
+    # = 0.380 < |mu - (-0.3, 0.9)| = 0.527 -> e1; unit: 0.554 > 0.524 -> (-0.6, 0.8).
+    phi = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-0.6, 0.8]])
+    assert herding(phi, 3).tolist() == [1, 0, 2]
+    assert herding(phi, 3, unit_mean=True).tolist() == [1, 2, 0]
 
 
 def test_buffer_refuses_bad_settings():
@@ -165,10 +171,11 @@ def test_icarl_classifies_by_the_nearest_mean_of_exemplars(toy_bench):
     assert torch.isinf(s[:, 2:]).all() and (s[:, 2:] < 0).all()   # classes without exemplars never win
 
 
-def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench):
+@pytest.mark.parametrize("temperature", [1.0, 2.0])
+def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench, temperature):
     from clrepro.methods import ICaRL
     bench = toy_bench("class")
-    m, model = _method(ICaRL, bench, budget=12)
+    m, model = _method(ICaRL, bench, budget=12, temperature=temperature)
     m.begin_task(0)
     m.end_task(0)
     with torch.no_grad():                                  # the network moves on; the teacher stays
@@ -181,7 +188,7 @@ def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench):
     z = torch.cat([o[:, :4] for o in out])
     y = torch.cat([b.y for b in batches])
     target = torch.nn.functional.one_hot(y, 4).float()
-    target[:, :2] = torch.sigmoid(torch.cat(forward(m.teacher, batches))[:, :2])
+    target[:, :2] = torch.sigmoid(torch.cat(forward(m.teacher, batches))[:, :2] / temperature)
     bce = -(target * torch.nn.functional.logsigmoid(z) + (1 - target) * torch.nn.functional.logsigmoid(-z))
     assert torch.allclose(m.loss(out, batches), bce.sum(1).mean(), atol=1e-6)
 

@@ -5,9 +5,12 @@
   proportion to their numbers (as one shuffled set would on average);
 - loss (Alg. 3): binary cross-entropy with logits summed over the classes seen, averaged over the
   batch; the targets of the new classes are the labels (one-hot), those of the old classes the
-  previous network's sigmoid outputs (distillation), for new and stored samples alike;
+  previous network's sigmoid outputs sigma(z_old / T) (distillation; T = 1 in Rebuffi et al., the
+  reference code of van de Ven & Tolias divides by its distillation temperature), for new and
+  stored samples alike;
 - exemplars (Alg. 4, 5): chosen by herding on L2-normalised features after each task, from a total
   ``budget`` shared by the classes seen (earlier sets cut to their first budget // classes);
+  ``herding_mean`` as in ``replay.herding``;
 - classification (Alg. 1): nearest mean of exemplars, y* = argmin_y || phi(x) - mu_y || with
   normalised features and class means. Before the first exemplars the network's outputs are used.
 """
@@ -24,11 +27,11 @@ class ICaRL(Replaying):
     name = "icarl"
     scenarios = ("class",)
     scores_need_end_task = True   # the last task's exemplars and means classify its classes
-    hyperparameters = {"budget": 2000}
+    hyperparameters = {"budget": 2000, "temperature": 1.0, "herding_mean": "plain"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.buffer = Buffer(selection="herding", total=self.hp["budget"])
+        self.buffer = Buffer(selection="herding", total=self.hp["budget"], herding_mean=self.hp["herding_mean"])
         self.teacher = None
         self.means = None   # (n_outputs, D): normalised class means of the exemplars; NaN rows unseen
 
@@ -46,7 +49,7 @@ class ICaRL(Replaying):
             old = self.bench.classes_per_task * self.task   # the classes before this task
             with torch.no_grad():
                 teacher = torch.cat(forward(self.teacher, batches))[:, :old]
-            target[:, :old] = torch.sigmoid(teacher)
+            target[:, :old] = torch.sigmoid(teacher / self.hp["temperature"])
         return F.binary_cross_entropy_with_logits(z, target, reduction="none").sum(1).mean()
 
     @torch.no_grad()

@@ -11,6 +11,8 @@ Selection, when a task ends, among each of its classes' training samples:
 - ``herding``: iCaRL's exemplars (Rebuffi et al. 2017, Alg. 4): on L2-normalised features
   phi(x), the k-th exemplar is the sample that brings the mean of the first k closest to the class
   mean mu, p_k = argmin_x || mu - (phi(x) + sum_{j<k} phi(p_j)) / k ||, each sample at most once.
+  ``herding_mean``: ``plain`` takes mu = mean phi (Alg. 4); ``unit`` rescales it to unit length
+  (the three-scenarios reference code, ``norm_exemplars``).
 """
 from __future__ import annotations
 
@@ -23,10 +25,10 @@ from .base import Batch, Method
 SELECTIONS = ("reservoir", "herding")
 
 
-def herding(features: torch.Tensor, m: int) -> torch.Tensor:
+def herding(features: torch.Tensor, m: int, unit_mean: bool = False) -> torch.Tensor:
     """Indices of ``m`` exemplars of one class in the order herding picks them."""
     phi = F.normalize(features, dim=1)
-    mu = phi.mean(0)
+    mu = F.normalize(phi.mean(0), dim=0) if unit_mean else phi.mean(0)
     chosen: list[int] = []
     total = torch.zeros_like(mu)
     available = torch.ones(len(phi), dtype=torch.bool, device=phi.device)
@@ -49,15 +51,19 @@ def reservoir(n: int, m: int, gen: torch.Generator, device) -> torch.Tensor:
 class Buffer:
     """Stored samples: inputs ``x``, global labels ``p`` and their task, as tensors."""
 
-    def __init__(self, per_class: int | None = None, selection: str = "reservoir", total: int | None = None):
+    def __init__(self, per_class: int | None = None, selection: str = "reservoir", total: int | None = None,
+                 herding_mean: str = "plain"):
         if selection not in SELECTIONS:
             raise ValueError(f"selection: unknown selection {selection!r} (one of {', '.join(SELECTIONS)})")
+        if herding_mean not in ("plain", "unit"):
+            raise ValueError(f"herding_mean: {herding_mean!r} is neither plain nor unit")
         if (per_class is None) == (total is None):
             raise ValueError("per_class, budget: give one of the two (samples per class, or in total)")
         size = per_class if per_class is not None else total
         if size < 1:
             raise ValueError(f"per_class, budget: the budget must be at least 1 sample, got {size}")
         self.per_class, self.selection, self.total = per_class, selection, total
+        self.unit_mean = herding_mean == "unit"
         self.x = self.p = self.task = None
 
     def __len__(self) -> int:
@@ -83,7 +89,7 @@ class Buffer:
             rows = torch.nonzero(data.p == c).squeeze(1)
             if self.selection == "herding":
                 phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])) for i in range(0, len(rows), 4096)])
-                pick = herding(phi, m)
+                pick = herding(phi, m, self.unit_mean)
             else:
                 pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
             sel = rows[pick]
