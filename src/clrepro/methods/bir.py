@@ -28,6 +28,14 @@ The classifier and the generator share one loss; the generator's own parameters 
 decoder, prior) have their own Adam with the experiment's rate (``lr``), which is what one Adam
 over all parameters does. Reconstruction is binary cross-entropy for inputs in [0, 1] and squared
 error for hidden activations.
+
+Where this differs from the reference code (brain-inspired-replay): there, a replayed sample,
+once generated from its class, is reconstructed with the decoder gated by a mixture of the class
+masks weighted by the previous network's tempered softmax, and its KL term is taken against the
+mixture prior with the same weights; here both use the class it was generated from. The KL
+there is a one-sample estimate (here the closed form); the prior's log-variances start at
+N(0, 1) draws (here at 0); and every decoder unit is gated for a class with probability
+``dg_prop`` (here exactly round(gating x width) units per class).
 """
 from __future__ import annotations
 
