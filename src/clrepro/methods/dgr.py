@@ -11,7 +11,10 @@ DGR+distill, as in van de Ven & Tolias (2019):
   L = 1/t * L_current + (1 - 1/t) * L_replay.
 
 Task-IL: the replayed batch is scored on every previous task's head and those losses averaged;
-Domain-IL: the shared head; Class-IL: the units of the classes seen before the current task.
+Domain-IL: the shared head; Class-IL: the units of every class seen so far, the current task's
+included, with the teacher's probabilities zero-padded for the new classes (as LwF; the reference
+code's replay uses the same active classes as the current batch). Scoring replay on the old
+classes' units only would leave the new classes' outputs free to win on every input.
 The VAE's loss is the negative ELBO per input dimension: binary cross-entropy of the
 reconstruction (inputs in [0, 1]) plus the Gaussian KL divergence, both divided by the input size.
 """
@@ -84,11 +87,12 @@ class DGR(Replaying):
                 self.replayed = (x, self.teacher(x))
         return batches
 
-    def _heads(self) -> list[tuple[int, int]]:
+    def _heads(self) -> list[tuple[int, int, int]]:
+        """(first unit, end of the student's units, end of the teacher's units) per head."""
         t = self.task
         if self.bench.scenario == "task":
-            return [self.bench.active(s, t) for s in range(t)]
-        return [self.bench.active(t - 1, t - 1)]
+            return [(*self.bench.active(s, t), self.bench.active(s, t)[1]) for s in range(t)]
+        return [(0, self.bench.active(t, t)[1], self.bench.active(t - 1, t - 1)[1])]
 
     def loss(self, outputs, batches):
         current = cross_entropy(outputs, batches)
@@ -97,11 +101,11 @@ class DGR(Replaying):
         x, old = self.replayed
         z = self.model(x)
         losses = []
-        for lo, hi in self._heads():
+        for lo, hi, hi_old in self._heads():
             if self.hp["distill"]:
-                losses.append(distillation(z[:, lo:hi], old[:, lo:hi], self.hp["temperature"]))
+                losses.append(distillation(z[:, lo:hi], old[:, lo:hi_old], self.hp["temperature"]))
             else:
-                losses.append(F.cross_entropy(z[:, lo:hi], old[:, lo:hi].argmax(1)))
+                losses.append(F.cross_entropy(z[:, lo:hi], old[:, lo:hi_old].argmax(1)))
         w = 1.0 / (self.task + 1)
         return w * current + (1 - w) * sum(losses) / len(losses)
 
