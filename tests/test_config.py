@@ -230,6 +230,18 @@ def test_seeds_naming_no_experiment_refused(in_repo):
         config.load("config/config.yaml", {"seeds": {"split_mnist_si1": 5}})
 
 
+def test_methods_subset_runs_and_labels_only_those(in_repo):
+    cfg = config.load("config/config.yaml", {"methods": {EXP: ["si", "none", "icarl"]}, "seeds": {EXP: 2}})
+    assert list(cfg["_experiments"][EXP]["methods"]) == ["none", "si", "icarl"]      # the experiment's order
+    runs = [r for r in config.runs(cfg) if r.experiment == EXP]
+    assert len(runs) == (3 + 3 + 1) * 2 and {r.method for r in runs} == {"none", "si", "icarl"}
+    assert len(cfg["_experiments"]["split_mnist_si17"]["methods"]) > 3               # others untouched
+    with pytest.raises(ConfigError, match="methods.split_mnist_vdv19: no method \\['sii'\\]"):
+        config.load("config/config.yaml", {"methods": {EXP: ["sii"]}})
+    with pytest.raises(ConfigError, match="methods: no experiment named 'nope'"):
+        config.load("config/config.yaml", {"methods": {"nope": ["si"]}})
+
+
 @pytest.mark.parametrize("entry,message", [
     ({"method": "none", "metric": "acc_task7"}, "audit_map.si_cifar_avg6_0.metric: 'acc_task7': the experiment has 6"),
     ({"method": "none", "metric": "acc", "scenario": "class"}, "audit_map.si_cifar_avg6_0.scenario"),

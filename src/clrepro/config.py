@@ -94,6 +94,15 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
             exp["seeds"] = int(seeds[name]) if name in seeds else exp["seeds"]
         elif seeds:
             exp["seeds"] = seeds
+    for name, keep in (config.get("methods") or {}).items():   # e.g. --config 'methods={exp: [none, si]}'
+        if name not in config["_experiments"]:
+            raise ConfigError(f"{path}: methods: no experiment named {name!r} "
+                              f"(experiments: {list(config['_experiments'])})")
+        known = config["_experiments"][name]["methods"]
+        unknown = [m for m in keep if m not in known]
+        if unknown:
+            raise ConfigError(f"{path}: methods.{name}: no method {unknown} in the experiment (has: {list(known)})")
+        config["_experiments"][name]["methods"] = {m: spec for m, spec in known.items() if m in keep}
     try:
         datasets.check_checksums(all_datasets(config), config["data"].get("checksums") or {})
     except KeyError as err:
