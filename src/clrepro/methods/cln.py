@@ -105,8 +105,8 @@ class CLN(Replaying):
     def sample(self, vae: GrowingVAE, mean: torch.Tensor, chol: torch.Tensor, c: torch.Tensor,
                gen: torch.Generator, judge: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Samples of classes ``c`` decoded from their latent statistics (``mean``, ``chol``);
-        with ``judge`` (and ``filter``), only those it assigns to their class among the classes
-        below ``c``'s maximum range (the old classes) are returned."""
+        with ``judge`` (and ``filter``), only those it assigns to their class, among the classes
+        of the tasks before the current one, are returned."""
         eps = torch.randn(len(c), vae.latent, generator=gen).to(c.device)
         z = mean[c] + (chol[c] @ eps.unsqueeze(-1)).squeeze(-1)
         x = torch.sigmoid(vae.decoder(z)).view(len(c), *self.bench.input_shape)
