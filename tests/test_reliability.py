@@ -39,14 +39,26 @@ def train_pids(work: Path) -> list[int]:
     return pids
 
 
+def checkpoint_folder(work: Path, pid: int) -> Path | None:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+    except OSError:
+        return None
+    return work / cmd[cmd.index("--checkpoints") + 1] if "--checkpoints" in cmd else None
+
+
 def running_training_job(work: Path, proc: subprocess.Popen, rng: random.Random) -> int | None:
-    """A ``clrepro train`` process of ``work`` that has run for a random while (start-up ~2 s,
-    training ~3 s), or None once snakemake has ended."""
+    """A ``clrepro train`` process of ``work`` that has written a checkpoint and then run for a
+    random while more (training ~3 s), or None once snakemake has ended. Waiting for the first
+    checkpoint, not a fixed time, keeps the kills inside training however slow the start-up."""
     while proc.poll() is None:
         pids = train_pids(work)
         if pids:
             pid = rng.choice(pids)
-            time.sleep(rng.uniform(0.5, 5.0))
+            folder = checkpoint_folder(work, pid)
+            while folder and Path(f"/proc/{pid}").exists() and not any(folder.glob("task-*")):
+                time.sleep(0.05)
+            time.sleep(rng.uniform(0.0, 2.0))
             if Path(f"/proc/{pid}").exists():
                 return pid
         time.sleep(0.05)
