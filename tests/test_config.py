@@ -233,6 +233,7 @@ def test_seeds_naming_no_experiment_refused(in_repo):
 def test_methods_subset_runs_and_labels_only_those(in_repo):
     cfg = config.load("config/config.yaml", {"methods": {EXP: ["si", "none", "icarl"]}, "seeds": {EXP: 2}})
     assert list(cfg["_experiments"][EXP]["methods"]) == ["none", "si", "icarl"]      # the experiment's order
+    assert "DGR+distill" in cfg["_experiments"][EXP]["_left_out"] and "SI" not in cfg["_experiments"][EXP]["_left_out"]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
     assert len(runs) == (3 + 3 + 1) * 2 and {r.method for r in runs} == {"none", "si", "icarl"}
     assert len(cfg["_experiments"]["split_mnist_si17"]["methods"]) > 3               # others untouched

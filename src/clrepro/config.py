@@ -103,6 +103,7 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         if unknown:
             raise ConfigError(f"{path}: methods.{name}: no method {unknown} in the experiment (has: {list(known)})")
         config["_experiments"][name]["methods"] = {m: spec for m, spec in known.items() if m in keep}
+        config["_experiments"][name]["_left_out"] = [known[m].get("label", m) for m in known if m not in keep]
     try:
         datasets.check_checksums(all_datasets(config), config["data"].get("checksums") or {})
     except KeyError as err:

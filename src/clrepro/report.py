@@ -216,6 +216,10 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
                                      "epochs_per_task") if exp.get(k) is not None}
         parts.append(f"<p class='small'>Protocol: <code>{html.escape(json.dumps(proto))}</code>. "
                      f"Configuration: <code>config/experiments/{name}.yaml</code>.</p>")
+        if exp.get("_left_out"):
+            parts.append("<div class='banner'>Left out of this report by <code>--config methods=...</code>: "
+                         f"{html.escape(', '.join(exp['_left_out']))}. The audit lists their published "
+                         "numbers as not run.</div>")
         for note in exp.get("report_notes", []):
             parts.append(f"<p>{html.escape(note)}</p>")
         if exp.get("choices"):
