@@ -30,7 +30,8 @@ def _train(a):
 
 def _experiments(a) -> dict:
     from . import config
-    return config.load(a.config, {"preset": a.preset})
+    subset = {"methods": json.loads(a.methods)} if getattr(a, "methods", None) else {}
+    return config.load(a.config, {"preset": a.preset} | subset)
 
 
 def _labels(cfg) -> dict:
@@ -181,6 +182,7 @@ def main(argv=None) -> None:
     r.add_argument("--figures", nargs="*", default=[])
     r.add_argument("--simulations", nargs="*", default=[], help="simulation panels' JSON records")
     r.add_argument("--out", required=True)
+    r.add_argument("--methods", help="JSON {experiment: [method keys]}: the subset the workflow ran (config methods)")
     r.set_defaults(fn=_report)
 
     s = analysis("share", "record the datasets and checkpoints in DVC and push them")
