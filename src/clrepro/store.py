@@ -75,8 +75,8 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
             continue
         dev = torch.device(device)
         bench, model, amp = setup(spec, result["provenance"], dev)
-        model.load_state_dict(found[1]["model"])
         method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
+        model.load_state_dict(found[1]["model"])   # after the method, as in training (CLN checks the room to grow)
         method.load_state_dict(found[1]["method"])
         with torch.autocast(**amp):
             again = evaluate(model, bench, upto=last, scores=method.scores)
