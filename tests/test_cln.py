@@ -76,7 +76,8 @@ def test_new_feature_phase_adds_the_configured_units_and_touches_only_their_weig
             assert not changed.any(), k
     assert torch.allclose(out, model(x), atol=1e-6)     # outgoing weights of the new units: still zero
     with pytest.raises(ValueError, match="capacity"):    # room for two births of 3 (14 - 8), not three
-        m.prepare(2), m.prepare(3)
+        m.prepare(2)
+        m.prepare(3)
 
 
 def test_filtered_replay_keeps_only_what_the_previous_classifier_assigns_to_the_class(toy_bench):

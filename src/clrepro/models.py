@@ -130,11 +130,14 @@ class GrowingMLP(MLP):
         self.alive += torch.tensor(units, device=self.alive.device)
         return new
 
+    def born(self, h: torch.Tensor, layer: int) -> torch.Tensor:
+        """Activations ``h`` of hidden layer ``layer`` with its unborn units zeroed."""
+        return h * (torch.arange(h.shape[1], device=h.device) < self.alive[layer])
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(1)
-        for lin, n in zip(self.linears()[:-1], self.alive):
-            h = torch.relu(lin(h))
-            h = h * (torch.arange(h.shape[1], device=h.device) < n)
+        for layer, lin in enumerate(self.linears()[:-1]):
+            h = self.born(torch.relu(lin(h)), layer)
         return h
 
 

@@ -168,6 +168,12 @@ class Method:
         """What the result records of the method after ``task`` (e.g. the units CLN has grown)."""
         return {}
 
+    def mix(self, current: torch.Tensor, replayed: torch.Tensor) -> torch.Tensor:
+        """1/t * current + (1 - 1/t) * replayed, t the tasks seen (van de Ven & Tolias 2019):
+        how every method here weighs the new task against what it replays or distils."""
+        w = 1.0 / (self.task + 1)
+        return w * current + (1 - w) * replayed
+
     def scores(self, x: torch.Tensor) -> torch.Tensor:
         """What evaluation takes the argmax of over the active units: the network's outputs
         (iCaRL: the nearest mean of exemplars)."""

@@ -47,7 +47,7 @@ from torch import nn
 
 from ..models import MLP
 from .base import Batch, frozen
-from .lwf import distillation
+from .lwf import heads, replay_loss
 from .replay import Replaying
 
 
@@ -125,12 +125,12 @@ class BIR(Replaying):
         self.binary = k == 0
         level = math.prod(self.bench.input_shape) if k == 0 else linears[k - 1].out_features
         widths = [m.out_features for m in reversed(linears[k:])]
-        self.classes = self.bench.classes_per_task * self.bench.n_tasks
         device = next(self.model.parameters()).device
         gen = torch.Generator().manual_seed(self.seed_for(0, "generator"))
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the run's RNG untouched
             torch.manual_seed(self.seed_for(0, "generator"))
-            self.gen = FeedbackGenerator(widths[0], self.hp["latent"], widths, level, self.classes,
+            self.gen = FeedbackGenerator(widths[0], self.hp["latent"], widths, level,
+                                         self.bench.classes_per_task * self.bench.n_tasks,
                                          self.hp["gating"], gen).to(device)
         self.gen_opt = torch.optim.Adam(self.gen.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))
         self.previous = None   # (network, generator) at the end of the previous task
@@ -153,11 +153,6 @@ class BIR(Replaying):
         """Each sample's class among all the benchmark's (what the generator is conditioned on)."""
         return b.y if self.bench.scenario == "class" else b.y + self.bench.classes_per_task * b.task
 
-    def _kd(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-        if self.hp["distill"]:
-            return distillation(student, teacher, self.hp["temperature"])
-        return F.cross_entropy(student, teacher.argmax(1))
-
     def loss(self, outputs, batches):
         (b,) = batches
         current = (F.cross_entropy(outputs[0][:, b.lo:b.hi], b.y)
@@ -172,17 +167,16 @@ class BIR(Replaying):
             teacher = old_net.head(old_net.features[len(self.front):](x))
         top = self.rest(x)
         z = self.model.head(top)
+        where, soft, T = heads(self.bench, t), self.hp["distill"], self.hp["temperature"]
         if self.bench.scenario == "task":   # each replayed sample on its own task's head
             kd = 0.0
             for s in (c // k).unique().tolist():
-                sel, (lo, hi) = c // k == s, self.bench.active(s, t)
-                kd = kd + sel.float().mean() * self._kd(z[sel, lo:hi], teacher[sel, lo:hi])
-        else:   # Domain-IL: the shared head; Class-IL: the classes so far, the teacher's zero-padded
-            lo, hi = self.bench.active(t - 1, t - 1)
-            kd = self._kd(z[:, b.lo:b.hi], teacher[:, lo:hi])
-        replayed = kd + self.gen.loss(top, x, c, self.binary)
-        w = 1.0 / (t + 1)
-        return w * current + (1 - w) * replayed
+                sel, (lo, hi, hi_old) = c // k == s, where[s]
+                kd = kd + sel.float().mean() * replay_loss(z[sel, lo:hi], teacher[sel, lo:hi_old], soft, T)
+        else:
+            (lo, hi, hi_old), = where
+            kd = replay_loss(z[:, lo:hi], teacher[:, lo:hi_old], soft, T)
+        return self.mix(current, kd + self.gen.loss(top, x, c, self.binary))
 
     def after_step(self) -> None:
         self.gen_opt.step()

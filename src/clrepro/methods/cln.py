@@ -52,17 +52,12 @@ class GrowingVAE(VAE):
         return (torch.arange(self.latent, device=self.alive.device) < self.alive).float()
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.encoder(x.flatten(1))
-        return self.mu(h) * self.mask(), self.logvar(h) * self.mask()
+        """Zero mean and log-variance on the unused dimensions: their KL term is zero."""
+        mu, logvar = super().encode(x)
+        return mu * self.mask(), logvar * self.mask()
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
-        """-ELBO / input size over the latent dimensions in use, averaged over the batch."""
-        x = x.flatten(1)
-        mu, logvar = self.encode(x)
-        z = (mu + torch.randn_like(mu) * (0.5 * logvar).exp()) * self.mask()
-        recon = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
-        kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)   # zero on unused dimensions
-        return ((recon + kl) / x.shape[1]).mean()
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return super().reparameterise(mu, logvar) * self.mask()
 
 
 class CLN(Replaying):
@@ -84,12 +79,12 @@ class CLN(Replaying):
         if any(g * (self.bench.n_tasks - 1) > r for g, r in zip(self.grow, room)):
             raise ValueError(f"model.capacity: {self.bench.n_tasks - 1} births of {self.grow} units do not fit "
                              f"in the room left ({room})")
-        self.dim = math.prod(self.bench.input_shape)
         device = next(self.model.parameters()).device
         capacity = self.hp["latent"] + self.hp["grow_latent"] * (self.bench.n_tasks - 1)
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the run's RNG untouched
             torch.manual_seed(self.seed_for(0, "generator"))
-            self.vae = GrowingVAE(self.dim, list(self.hp["vae_hidden"]), self.hp["latent"], capacity).to(device)
+            self.vae = GrowingVAE(math.prod(self.bench.input_shape), list(self.hp["vae_hidden"]), self.hp["latent"],
+                                  capacity).to(device)
         classes = self.bench.classes_per_task * self.bench.n_tasks
         self.stat_mean = torch.zeros(classes, capacity, device=device)
         self.stat_chol = torch.zeros(classes, capacity, capacity, device=device)
@@ -138,11 +133,10 @@ class CLN(Replaying):
         if self.task == 0:
             return cross_entropy(outputs, batches)
         n = len(self.current)
-        w = 1.0 / (self.task + 1)
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches[-1].y) == 0:   # the filter kept nothing
             return current
-        return w * current + (1 - w) * cross_entropy(outputs[n:], batches[n:])
+        return self.mix(current, cross_entropy(outputs[n:], batches[n:]))
 
     # -- neurogenesis ----------------------------------------------------------------------------
     def prepare(self, task: int) -> None:
@@ -159,8 +153,7 @@ class CLN(Replaying):
             if rows.stop > rows.start:
                 self._learn_features(lin, rows, a, binary=layer == 0, gen=gen)
             with torch.no_grad():
-                h = torch.relu(lin(a))
-                a = h * (torch.arange(h.shape[1], device=h.device) < self.model.alive[layer])
+                a = self.model.born(torch.relu(lin(a)), layer)
 
     def _learn_features(self, lin: nn.Linear, rows: slice, a: torch.Tensor, binary: bool,
                         gen: torch.Generator) -> None:
@@ -197,7 +190,7 @@ class CLN(Replaying):
         if task:
             self.vae.alive += self.hp["grow_latent"]
         gen = torch.Generator().manual_seed(self.seed_for(task, "generator"))
-        data, bs, w = self.bench.train[task], self.hp["batch_size"], 1.0 / (task + 1)
+        data, bs = self.bench.train[task], self.hp["batch_size"]
 
         def replayed(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.sample(*before, c, gen, judge)
@@ -209,7 +202,7 @@ class CLN(Replaying):
             if task:
                 x, _ = replayed(self._classes(bs, gen))
                 if len(x):
-                    loss = w * loss + (1 - w) * self.vae.loss(x[:bs])
+                    loss = self.mix(loss, self.vae.loss(x[:bs]))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import cross_entropy, frozen
-from .lwf import distillation
+from .lwf import heads, replay_loss
 from .replay import Replaying
 
 
@@ -47,12 +47,19 @@ class VAE(nn.Module):
         self.decoder = nn.Sequential(*dec, nn.Linear(rev[-1], input_dim))
         self.latent = latent
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The posterior's mean and log-variance."""
+        h = self.encoder(x.flatten(1))
+        return self.mu(h), self.logvar(h)
+
+    def reparameterise(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        return mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """-ELBO / input size, averaged over the batch."""
         x = x.flatten(1)
-        h = self.encoder(x)
-        mu, logvar = self.mu(h), self.logvar(h)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        mu, logvar = self.encode(x)
+        z = self.reparameterise(mu, logvar)
         recon = F.binary_cross_entropy_with_logits(self.decoder(z), x, reduction="none").sum(1)
         kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(1)
         return ((recon + kl) / x.shape[1]).mean()
@@ -87,35 +94,22 @@ class DGR(Replaying):
                 self.replayed = (x, self.teacher(x))
         return batches
 
-    def _heads(self) -> list[tuple[int, int, int]]:
-        """(first unit, end of the student's units, end of the teacher's units) per head."""
-        t = self.task
-        if self.bench.scenario == "task":
-            return [(*self.bench.active(s, t), self.bench.active(s, t)[1]) for s in range(t)]
-        return [(0, self.bench.active(t, t)[1], self.bench.active(t - 1, t - 1)[1])]
-
     def loss(self, outputs, batches):
         current = cross_entropy(outputs, batches)
         if self.replayed is None:
             return current
         x, old = self.replayed
         z = self.model(x)
-        losses = []
-        for lo, hi, hi_old in self._heads():
-            if self.hp["distill"]:
-                losses.append(distillation(z[:, lo:hi], old[:, lo:hi_old], self.hp["temperature"]))
-            else:
-                losses.append(F.cross_entropy(z[:, lo:hi], old[:, lo:hi_old].argmax(1)))
-        w = 1.0 / (self.task + 1)
-        return w * current + (1 - w) * sum(losses) / len(losses)
+        losses = [replay_loss(z[:, lo:hi], old[:, lo:hi_old], self.hp["distill"], self.hp["temperature"])
+                  for lo, hi, hi_old in heads(self.bench, self.task)]
+        return self.mix(current, sum(losses) / len(losses))
 
     def after_step(self) -> None:
         """One step of the generator on the same inputs (current and replayed)."""
         x = torch.cat([b.x for b in self.current])
         loss = self.vae.loss(x)
         if self.replayed is not None:
-            w = 1.0 / (self.task + 1)
-            loss = w * loss + (1 - w) * self.vae.loss(self.replayed[0])
+            loss = self.mix(loss, self.vae.loss(self.replayed[0]))
         self.vae_opt.zero_grad()
         loss.backward()
         self.vae_opt.step()

@@ -38,8 +38,7 @@ class ER(Replaying):
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches) == n:
             return current
-        w = 1.0 / (self.task + 1)
-        return w * current + (1 - w) * cross_entropy(outputs[n:], batches[n:])
+        return self.mix(current, cross_entropy(outputs[n:], batches[n:]))
 
     def end_task(self, task: int) -> None:
         self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)

@@ -18,6 +18,24 @@ import torch.nn.functional as F
 from .base import Method, cross_entropy, frozen
 
 
+def heads(bench, task: int) -> list[tuple[int, int, int]]:
+    """Where a network is distilled during ``task`` (from 0), as (first unit, end of the student's
+    units, end of the teacher's): Task-IL each previous task's head; Domain-IL the shared head;
+    Class-IL every class so far, the teacher's those before the task (zero-padded by
+    ``distillation``)."""
+    if bench.scenario == "task":
+        return [(*bench.active(s, task), bench.active(s, task)[1]) for s in range(task)]
+    return [(0, bench.active(task, task)[1], bench.active(task - 1, task - 1)[1])]
+
+
+def replay_loss(student: torch.Tensor, teacher: torch.Tensor, distill: bool, temperature: float) -> torch.Tensor:
+    """On the teacher's tempered soft outputs (``distillation``), or cross-entropy with its most
+    likely class (the hard labels of DGR)."""
+    if distill:
+        return distillation(student, teacher, temperature)
+    return F.cross_entropy(student, teacher.argmax(1))
+
+
 def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
                  reduction: str = "batchmean") -> torch.Tensor:
     """T^2 * cross-entropy of the student's tempered softmax against the teacher's; classes the
@@ -42,19 +60,13 @@ class LwF(Method):
         current = cross_entropy(outputs, batches)
         if self.teacher is None:
             return current
-        t = self.task
         (b,), (z,) = batches, outputs
         with torch.no_grad():
             old = self.teacher(b.x)
         T, red = self.hp["temperature"], self.hp["kd_reduction"]
-        if self.bench.scenario == "task":
-            heads = [self.bench.active(s, t) for s in range(t)]
-            kd = sum(distillation(z[:, lo:hi], old[:, lo:hi], T, red) for lo, hi in heads) / t
-        else:
-            lo, hi = self.bench.active(t - 1, t - 1)
-            kd = distillation(z[:, b.lo:b.hi], old[:, lo:hi], T, red)
-        w = 1.0 / (t + 1)
-        return w * current + (1 - w) * kd
+        where = heads(self.bench, self.task)
+        kd = sum(distillation(z[:, lo:hi], old[:, lo:hi_old], T, red) for lo, hi, hi_old in where) / len(where)
+        return self.mix(current, kd)
 
     def end_task(self, task: int) -> None:
         self.teacher = frozen(self.model)
