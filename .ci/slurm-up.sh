@@ -101,7 +101,10 @@ CONF
   /usr/sbin/slurmdbd
   wait_for 30 slurmdbd sacctmgr -n list cluster
 fi
-/usr/sbin/slurmctld; wait_for 30 slurmctld scontrol ping
+# A throwaway cluster starts empty: jobs recovered from an earlier run that was cut off (a reboot
+# mid-test) would hold the node, and the wait for an idle node below would time out.
+rm -rf /var/lib/slurm/slurmd/*
+/usr/sbin/slurmctld -c; wait_for 30 slurmctld scontrol ping
 /usr/sbin/slurmd;    wait_for 60 "an idle node" sh -c "sinfo -h -N -o %T | grep -qx idle"
 if [ "$WITH_DBD" = 1 ]; then   # slurmctld registers the cluster and root's association itself
   wait_for 30 "root's association" sh -c "sacctmgr -n -P list assoc format=user | grep -qx root"
