@@ -1,4 +1,4 @@
-"""Aggregation and audit: hand-computed statistics and verdicts."""
+"""Aggregation, audit and figures: hand-computed statistics and verdicts, method styles."""
 import json
 import math
 
@@ -8,6 +8,7 @@ from scipy import stats
 
 from clrepro.aggregate import summarise
 from clrepro.audit import audit, predictive, to_sem, verdict, welch
+from clrepro.figures import method_styles
 
 
 def test_welch_hand_computed():
@@ -122,3 +123,12 @@ def test_method_log_table_shows_shared_values_and_summarises_varying_ones():
     assert t.units.tolist() == ["200-200", "250-250"] and t.latent.tolist() == [10, 16]
     assert t.replay_kept.tolist() == ["–", "0.6 ± 0.1 (2)"]
     assert method_log_table(runs.drop(columns="method_log"), "e").empty
+
+
+def test_figures_keep_a_method_style_and_twenty_methods_stay_apart():
+    labels = [f"m{i}" for i in range(20)]
+    palette, dashes = method_styles(labels)
+    assert len({(palette[m], dashes[m]) for m in labels}) == 20
+    assert len({palette[m] for m in labels[:10]}) == 10 and all(dashes[m] == "" for m in labels[:10])
+    # a method's style follows its place in the configured order, not which others are drawn
+    assert method_styles(labels[:12])[0]["m11"] == palette["m11"]

@@ -18,6 +18,16 @@ from .metrics import parse_task_metric  # noqa: E402
 SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"}
 
 
+def method_styles(order: list[str]) -> tuple[dict, dict]:
+    """Colour and dash pattern of each method, the same in every figure of an experiment: tab10's
+    ten colours, solid lines for the first ten methods and dashed for the next ten, so that up to
+    twenty methods stay apart (a palette of twenty hues puts neighbours in near-identical shades)."""
+    colours = sns.color_palette("tab10", 10)
+    palette = {m: colours[i % 10] for i, m in enumerate(order)}
+    dashes = {m: "" if i % 20 < 10 else (4, 1.5) for i, m in enumerate(order)}
+    return palette, dashes
+
+
 def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
@@ -30,10 +40,12 @@ def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str
     acc = acc[acc.after_task > 0].copy()
     acc["scenario"] = acc["scenario"].map(SCENARIO_TITLES)
     rows = [SCENARIO_TITLES[x] for x in SCENARIO_TITLES if SCENARIO_TITLES[x] in set(acc.scenario)]
-    g = sns.relplot(data=acc, x="after_task", y="accuracy", hue="label", row="scenario", col="task",
-                    hue_order=order, row_order=rows,
-                    kind="line", errorbar="se", marker="o", markersize=3, height=2.0, aspect=1.0,
-                    facet_kws={"margin_titles": True})
+    palette, dashes = method_styles(order or list(dict.fromkeys(acc.label)))
+    order = [m for m in palette if m in set(acc.label)]
+    g = sns.relplot(data=acc, x="after_task", y="accuracy", hue="label", style="label", row="scenario",
+                    col="task", hue_order=order, style_order=order, palette=palette, dashes=dashes,
+                    row_order=rows, kind="line", errorbar="se", marker="o", markersize=3, height=2.0,
+                    aspect=1.0, facet_kws={"margin_titles": True})
     g.set_axis_labels("tasks trained", "test accuracy (%)")
     g.set_titles(row_template="{row_name}", col_template="task {col_name}")
     g.set(ylim=(0, 101), xticks=sorted(acc.after_task.unique()))
@@ -57,13 +69,14 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
     s = summary[summary.metric == "acc"].copy()
     pub_all = _published(audit)
     scen = [x for x in ("task", "domain", "class") if x in set(s.scenario)]
-    order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
+    palette, _ = method_styles(order or list(dict.fromkeys(s.label)))
+    order = [m for m in palette if m in set(s.label)]
     fig, axes = plt.subplots(1, len(scen), figsize=(max(4.2, 0.55 * len(order) + 1.5) * len(scen), 3.6),
                              sharey=True, squeeze=False)
     for ax, sc in zip(axes[0], scen):
         ours = s[s.scenario == sc].set_index("label").reindex(order)
         x = range(len(order))
-        ax.bar(x, ours["mean"], yerr=ours["sem"], color=sns.color_palette("deep", len(order)),
+        ax.bar(x, ours["mean"], yerr=ours["sem"], color=[palette[m] for m in order],
                capsize=3, label="ours (mean ± SEM)")
         pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label")
         px = [i for i, m in enumerate(order) if m in pub.index]
@@ -88,16 +101,15 @@ def average_accuracy(acc: pd.DataFrame, audit: pd.DataFrame, title: str, path: P
     a = acc[(acc.after_task > 0) & (acc.task <= acc.after_task)]
     curve = a.groupby(["scenario", "label", "seed", "after_task"], as_index=False)["accuracy"].mean()
     scen = [x for x in ("task", "domain", "class") if x in set(curve.scenario)]
-    order = [m for m in (order or []) if m in set(curve.label)] or None
+    palette, dashes = method_styles(order or sorted(set(curve.label)))
+    order = [m for m in palette if m in set(curve.label)]
     pub_all = _published(audit)
     fig, axes = plt.subplots(1, len(scen), figsize=(4.8 * len(scen), 3.6), sharey=True, squeeze=False)
     marked = False
-    n = curve.label.nunique()
-    palette = dict(zip(order or sorted(set(curve.label)), sns.color_palette("deep" if n <= 10 else "tab20", n)))
     for ax, sc in zip(axes[0], scen):
         sns.lineplot(data=curve[curve.scenario == sc], x="after_task", y="accuracy", hue="label",
-                     hue_order=order, palette=palette, errorbar="se", marker="o", markersize=4, ax=ax,
-                     legend=ax is axes[0][-1])
+                     style="label", hue_order=order, style_order=order, palette=palette, dashes=dashes,
+                     errorbar="se", marker="o", markersize=4, ax=ax, legend=ax is axes[0][-1])
         last = int(curve.after_task.max())
         shown = pub_all[(pub_all.our_scenario == sc) & pub_all.label.isin(list(palette))]
         marked |= len(shown) > 0
@@ -123,13 +135,14 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     parsed = summary.metric.map(parse_task_metric)
     s = summary[parsed.notna()].assign(kind=[k for k, _ in parsed.dropna()], task=[t for _, t in parsed.dropna()])
     s = s[(s.kind == "learned") == s.label.isin(list(learned))]
-    order = [m for m in (order or []) if m in set(s.label)] or list(dict.fromkeys(s.label))
+    palette, _ = method_styles(order or list(dict.fromkeys(s.label)))
+    order = [m for m in palette if m in set(s.label)]
     tasks = sorted(s.task.unique())
     width = 0.8 / len(order)
     fig, ax = plt.subplots(figsize=(1.1 * len(tasks) + 2.5, 3.8))
-    colours = sns.color_palette("deep", len(order))
     pub = _published(audit, per_task=True)
-    for i, (label, colour) in enumerate(zip(order, colours)):
+    for i, label in enumerate(order):
+        colour = palette[label]
         ours = s[s.label == label].set_index("task").reindex(tasks)
         x = [t - 0.4 + width * (i + 0.5) for t in tasks]
         ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, capsize=2, label=label)
@@ -143,8 +156,6 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8)
     ax.set_title(title)
     _save(fig, path)
-
-
 
 
 def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
