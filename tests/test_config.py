@@ -218,7 +218,10 @@ def test_bad_checksum_override_refused(in_repo):
 def test_seeds_for_every_or_named_experiments(in_repo):
     cfg = config.load("config/config.yaml", {"seeds": {EXP: 3}})
     assert cfg["_experiments"][EXP]["seeds"] == 3
+    assert cfg["_experiments"][EXP]["_seeds_in_file"] == 20            # the report names the shortfall
     assert cfg["_experiments"]["split_mnist_si17"]["seeds"] == 10     # its own number
+    assert "_seeds_in_file" not in cfg["_experiments"]["split_mnist_si17"]
+    assert "_seeds_in_file" not in config.load("config/config.yaml", {"seeds": 25})["_experiments"][EXP]
     cfg = config.load("config/config.yaml", {"seeds": 2})
     assert {e["seeds"] for e in cfg["_experiments"].values()} == {2}
     with pytest.raises(ConfigError, match="seeds"):

@@ -5,11 +5,13 @@ then `snakemake --report`, then nothing left to do."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import REPO, make_workdir, snakemake
+from workflow_helpers import REPO, env, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
@@ -121,6 +123,23 @@ def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
     assert counts["train"] == "41" and counts["aggregate"] == "1"    # seed 2: 13 methods x 3 scenarios, iCaRL, CLN
     proc = snakemake(work, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp_path):
+    """`--config seeds=1` reaches the report's command, and the report then names the shortfall."""
+    out, work = workflow_run
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--printshellcmds", "--forcerun", "report",
+                     "--config", "seeds=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--seeds 1 " in proc.stdout and "rule train:" not in proc.stdout
+    page = tmp_path / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--config", "config/config.yaml",
+                           "--preset", "test", "--summary-csv", str(out / "summary.csv"),
+                           "--runs-csv", str(out / "runs.csv"), "--out", str(page), "--seeds", "1"],
+                          cwd=work, capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "This report holds 1 of the 2 seeds" in page.read_text()
+    assert "This report holds" not in (out / "report.html").read_text()
 
 
 def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path):

@@ -30,7 +30,7 @@ def _train(a):
 
 def _experiments(a) -> dict:
     from . import config
-    subset = {"methods": json.loads(a.methods)} if getattr(a, "methods", None) else {}
+    subset = {k: json.loads(v) for k in ("methods", "seeds") if (v := getattr(a, k, None))}
     return config.load(a.config, {"preset": a.preset} | subset)
 
 
@@ -183,6 +183,7 @@ def main(argv=None) -> None:
     r.add_argument("--simulations", nargs="*", default=[], help="simulation panels' JSON records")
     r.add_argument("--out", required=True)
     r.add_argument("--methods", help="JSON {experiment: [method keys]}: the subset the workflow ran (config methods)")
+    r.add_argument("--seeds", help="JSON count or {experiment: count}: the seeds the workflow ran (config seeds)")
     r.set_defaults(fn=_report)
 
     s = analysis("share", "record the datasets and checkpoints in DVC and push them")

@@ -90,10 +90,13 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config['_experiments']))} "
                           f"(experiments: {list(config['_experiments'])})")
     for name, exp in config["_experiments"].items():
+        own = len(seeds_of(exp))
         if isinstance(seeds, dict):
             exp["seeds"] = int(seeds[name]) if name in seeds else exp["seeds"]
         elif seeds:
             exp["seeds"] = seeds
+        if len(seeds_of(exp)) < own:
+            exp["_seeds_in_file"] = own     # the report says it holds fewer seeds than the file names
     for name, keep in (config.get("methods") or {}).items():   # e.g. --config 'methods={exp: [none, si]}'
         if name not in config["_experiments"]:
             raise ConfigError(f"{path}: methods: no experiment named {name!r} "

@@ -12,7 +12,7 @@ import pandas as pd
 
 from .aggregate import read_csv
 from .atomic import atomic_path
-from .config import labels
+from .config import labels, seeds_of
 from .metrics import parse_task_metric
 from .figures import SCENARIO_TITLES
 
@@ -216,6 +216,11 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
                                      "epochs_per_task") if exp.get(k) is not None}
         parts.append(f"<p class='small'>Protocol: <code>{html.escape(json.dumps(proto))}</code>. "
                      f"Configuration: <code>config/experiments/{name}.yaml</code>.</p>")
+        if exp.get("_seeds_in_file"):
+            n = len(seeds_of(exp))
+            parts.append(f"<div class='banner'>This report holds {n} of the {exp['_seeds_in_file']} seeds that "
+                         f"<code>config/experiments/{name}.yaml</code> names (<code>--config seeds=...</code>); "
+                         f"without that setting the DAG trains the other {exp['_seeds_in_file'] - n}.</div>")
         if exp.get("_left_out"):
             parts.append("<div class='banner'>Left out of this report by <code>--config methods=...</code>: "
                          f"{html.escape(', '.join(exp['_left_out']))}. The audit lists their published "

@@ -26,8 +26,8 @@ DATA = config["data"]["root"]
 RUNS = clconfig.runs(CFG)
 RESULTS = [f"{OUT}/runs/{run.path}.json" for run in RUNS]
 EXPERIMENTS = list(CFG["_experiments"])
-# the methods subset (--config methods=...) as the report must know it
-METHODS_ARG = f"--methods {shlex.quote(json.dumps(config['methods']))}" if config.get("methods") else ""
+# the subsets of methods and seeds (--config methods=... seeds=...) as the report must know them
+SUBSET_ARG = " ".join(f"--{k} {shlex.quote(json.dumps(config[k]))}" for k in ("methods", "seeds") if config.get(k))
 REPORT = f"{OUT}/report.html"
 FIGURES = [f"{OUT}/figures/{name}_{kind}.png" for name, exp in CFG["_experiments"].items() for kind in exp["figures"]]
 

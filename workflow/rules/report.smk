@@ -15,5 +15,5 @@ rule report:
     shell:
         "clrepro report --config {CONFIGFILE} --preset {PRESET} --summary-csv {input.summary} "
         "--runs-csv {input.runs} --audit {input.audits} --figures {input.figures} {input.simulation_plots} "
-        "--simulations {input.simulations} --out {output} {METHODS_ARG} "
+        "--simulations {input.simulations} --out {output} {SUBSET_ARG} "
         "> {log} 2>&1"
