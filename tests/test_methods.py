@@ -147,14 +147,14 @@ def test_si_omega_sums_to_loss_decrease_on_quadratic():
     m.start = [theta.detach().clone()]
     m.prev = [theta.detach().clone()]
     m.path = [torch.zeros(3)]
-    loss0 = float(0.5 * (h * theta ** 2).sum())
+    loss0 = float(0.5 * (h * theta.detach() ** 2).sum())
     for _ in range(4000):
         theta.grad = h * theta.detach()
         m.after_backward()
         with torch.no_grad():
             theta -= 1e-3 * theta.grad
         m.after_step()
-    loss1 = float(0.5 * (h * theta ** 2).sum())
+    loss1 = float(0.5 * (h * theta.detach() ** 2).sum())
     omega = m.path[0]
     assert float(omega.sum()) == pytest.approx(loss0 - loss1, rel=2e-3)
     # per parameter, too: each coordinate's own loss decrease
