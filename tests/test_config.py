@@ -12,7 +12,7 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "mas", "l2", "dgr", "dgr_distill", "bir", "er", "agem"]
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "lwf_no_t2", "mas", "l2", "dgr", "dgr_distill", "bir", "er", "agem"]
 CLASS_ONLY = ["icarl", "cln"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
 
@@ -50,8 +50,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 820
-    assert len(set(runs)) == 820
+    assert len(runs) == PER_SEED * 20 == 880
+    assert len(set(runs)) == 880
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
@@ -73,7 +73,7 @@ def test_quick_preset_applies_overrides(in_repo):
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 820
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 880
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -89,7 +89,7 @@ def test_resolve_per_scenario_hyperparameters(cfg, scenario, ewc_lambda, si_c):
     assert oewc["method_class"] == "ewc" and oewc["hyperparameters"]["online"] is True
     assert oewc["hyperparameters"]["gamma"] == {"task": 0.8, "domain": 0.7, "class": 0.8}[scenario]
     lwf = config.resolve(cfg, config.Run(EXP, scenario, "lwf", 0))
-    assert lwf["hyperparameters"] == {"temperature": 2.0, "kd_reduction": "batchmean"}
+    assert lwf["hyperparameters"] == {"temperature": 2.0, "kd_reduction": "batchmean", "t_squared": True}
     assert config.resolve(cfg, config.Run(EXP, scenario, "none", 0))["hyperparameters"] == {}
 
 
@@ -126,7 +126,7 @@ def test_spec_hash_identity(cfg):
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 820
+    assert len([r for r in runs if r.experiment == EXP]) == 880
 
 
 def test_unknown_top_level_key(cfg_copy):

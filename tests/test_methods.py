@@ -184,6 +184,7 @@ def test_distillation_hand_computed():
     expected = -(q * torch.log(torch.tensor([[0.5, 0.5]]))).sum() * T ** 2
     assert float(distillation(student, teacher, T)) == pytest.approx(float(expected))
     assert float(distillation(student, teacher, T, "mean")) == pytest.approx(float(expected) / 2)
+    assert float(distillation(student, teacher, T, t_squared=False)) == pytest.approx(float(expected) / T ** 2)
     # a class the teacher has not seen gets target probability zero: only the old classes count
     s3 = torch.zeros(1, 3)
     padded = distillation(s3, teacher, T)

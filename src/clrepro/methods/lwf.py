@@ -9,7 +9,9 @@ shared head. Class-IL: the units of all classes seen so far; the teacher, which 
 new classes, gives them probability zero (its tempered softmax over the old classes, zero-padded,
 as the reference code's ``loss_fn_kd`` does). ``kd_reduction``: ``batchmean`` sums over classes
 and averages over samples (Hinton et al.; the reference code); ``mean`` also averages over
-classes."""
+classes. ``t_squared``: the T^2 factor, which brings the soft targets' gradients (which scale as
+1/T^2) back to the size of the hard targets' (Hinton et al. 2015; the reference code of 2019;
+its later versions leave it out by default, ``loss_fn_kd(..., norm=False)``)."""
 from __future__ import annotations
 
 import torch
@@ -37,20 +39,21 @@ def replay_loss(student: torch.Tensor, teacher: torch.Tensor, distill: bool, tem
 
 
 def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: float,
-                 reduction: str = "batchmean") -> torch.Tensor:
-    """T^2 * cross-entropy of the student's tempered softmax against the teacher's; classes the
-    teacher lacks (the last columns of ``student``) get target probability zero."""
+                 reduction: str = "batchmean", t_squared: bool = True) -> torch.Tensor:
+    """T^2 (``t_squared``) * cross-entropy of the student's tempered softmax against the
+    teacher's; classes the teacher lacks (the last columns of ``student``) get target probability
+    zero."""
     targets = F.softmax(teacher / temperature, 1)
     if targets.shape[1] < student.shape[1]:
         targets = F.pad(targets, (0, student.shape[1] - targets.shape[1]))
     ce = -(targets * F.log_softmax(student / temperature, 1))
     ce = ce.sum(1).mean() if reduction == "batchmean" else ce.mean()
-    return ce * temperature ** 2
+    return ce * temperature ** 2 if t_squared else ce
 
 
 class LwF(Method):
     name = "lwf"
-    hyperparameters = {"temperature": 2.0, "kd_reduction": "batchmean"}
+    hyperparameters = {"temperature": 2.0, "kd_reduction": "batchmean", "t_squared": True}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,9 +66,9 @@ class LwF(Method):
         (b,), (z,) = batches, outputs
         with torch.no_grad():
             old = self.teacher(b.x)
-        T, red = self.hp["temperature"], self.hp["kd_reduction"]
+        T, red, t2 = self.hp["temperature"], self.hp["kd_reduction"], self.hp["t_squared"]
         where = heads(self.bench, self.task)
-        kd = sum(distillation(z[:, lo:hi], old[:, lo:hi_old], T, red) for lo, hi, hi_old in where) / len(where)
+        kd = sum(distillation(z[:, lo:hi], old[:, lo:hi_old], T, red, t2) for lo, hi, hi_old in where) / len(where)
         return self.mix(current, kd)
 
     def end_task(self, task: int) -> None:
