@@ -30,7 +30,7 @@ def workflow_run(tiny_mnist, tmp_path_factory):
 def test_dag_produces_every_run_and_table(workflow_run):
     out, _ = workflow_run
     runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
-    assert len(runs) == (3 * 13 + 2) * 2          # 13 methods x 3 scenarios, iCaRL and CLN (Class-IL), 2 seeds
+    assert len(runs) == (3 * 14 + 2) * 2          # 14 methods x 3 scenarios, iCaRL and CLN (Class-IL), 2 seeds
     assert set(runs.preset) == {"test"}
     for col in ("hyperparameters", "seed.init", "seed.data", "seed.order", "git_commit", "device",
                 "version.torch", "version.torchvision", "spec_hash"):
