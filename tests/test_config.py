@@ -12,7 +12,8 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "lwf_no_t2", "mas", "l2", "dgr", "dgr_distill", "bir", "er", "agem"]
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "lwf_no_t2", "mas", "l2", "dgr", "dgr_distill", "bir",
+           "er", "agem"]
 CLASS_ONLY = ["icarl", "cln"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
 

@@ -205,6 +205,31 @@ def test_lwf_teacher_is_frozen_copy(toy_bench):
     assert all(not p.requires_grad for p in m.teacher.parameters())
 
 
+@pytest.mark.parametrize("scenario", ["task", "domain", "class"])
+def test_lwf_t_squared_scales_only_the_distillation(toy_bench, scenario):
+    """L = 1/t CE + (1 - 1/t) T^2 KD: without the factor, the same step's loss less its weighted
+    cross-entropy is T^2 times smaller."""
+    bench = toy_bench(scenario)
+
+    def distilled_part(t_squared: bool) -> float:
+        torch.manual_seed(0)
+        model = MLP(bench.input_dim, [8], bench.n_outputs)
+        hp = {"temperature": 2.0, "kd_reduction": "batchmean", "t_squared": t_squared}
+        m = methods.lwf.LwF(model, bench, hp, seed=0)
+        m.begin_task(0)
+        m.end_task(0)
+        with torch.no_grad():                     # the student moves away from its teacher
+            for p in model.parameters():
+                p.add_(0.3 * torch.randn_like(p))
+        m.begin_task(2)
+        batches = m.train_batches(16)
+        outputs = m.forward(batches)
+        return (m.loss(outputs, batches) - methods.base.cross_entropy(outputs, batches) / 3).item()
+
+    assert distilled_part(False) > 0
+    assert distilled_part(True) == pytest.approx(4 * distilled_part(False), rel=1e-5)
+
+
 def test_joint_trains_on_all_tasks_so_far(toy_bench):
     bench = toy_bench("task")
     m = methods.joint.Joint(MLP(bench.input_dim, [8], bench.n_outputs), bench, {}, seed=0)
