@@ -15,6 +15,7 @@ from workflow_helpers import REPO, env, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
+RUNS_PER_SEED = 3 * 14 + 2          # split MNIST: 14 methods x 3 scenarios, iCaRL and CLN (Class-IL)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,7 @@ def workflow_run(tiny_mnist, tmp_path_factory):
 def test_dag_produces_every_run_and_table(workflow_run):
     out, _ = workflow_run
     runs = pd.read_csv(out / "runs.csv", keep_default_na=False, na_values=[""])
-    assert len(runs) == (3 * 14 + 2) * 2          # 14 methods x 3 scenarios, iCaRL and CLN (Class-IL), 2 seeds
+    assert len(runs) == RUNS_PER_SEED * 2
     assert set(runs.preset) == {"test"}
     for col in ("hyperparameters", "seed.init", "seed.data", "seed.order", "git_commit", "device",
                 "version.torch", "version.torchvision", "spec_hash"):
@@ -39,7 +40,7 @@ def test_dag_produces_every_run_and_table(workflow_run):
     assert len(acc) == len(runs) * (5 * 5 + 5)           # R plus the untrained row, per run
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
     acc_rows = summary[summary.metric == "acc"]
-    assert len(acc_rows) == 41 and (acc_rows.n == 2).all()
+    assert len(acc_rows) == RUNS_PER_SEED and (acc_rows.n == 2).all()
     # Joint sees every task's data: far above chance in task-IL even at this scale
     joint = acc_rows[(acc_rows.label == "Joint") & (acc_rows.scenario == "task")]["mean"].item()
     assert joint > 80
@@ -120,7 +121,7 @@ def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(line.split() for line in proc.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
-    assert counts["train"] == "41" and counts["aggregate"] == "1"    # seed 2: 13 methods x 3 scenarios, iCaRL, CLN
+    assert counts["train"] == str(RUNS_PER_SEED) and counts["aggregate"] == "1"    # seed 2
     proc = snakemake(work, "--cores", "1", "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
