@@ -127,6 +127,56 @@ def test_agem_step_gradient_has_non_negative_dot_with_the_reference(toy_bench):
         assert torch.dot(g, g_ref) >= -1e-5
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_agem_logs_how_far_the_optimisers_steps_go_against_the_reference(toy_bench, optimizer):
+    """The task log, step by step against the same reference batch: the fraction of steps projected,
+    uphill = sum of max(0, dtheta . g_ref), the memory batch's loss (max, last). A plain SGD step along
+    the projected gradient never goes uphill; Adam's rescaled steps do."""
+    bench = toy_bench("class")
+    m, model = _method(AGEM, bench)
+    params = list(model.parameters())
+    opt = (torch.optim.SGD(params, lr=0.1) if optimizer == "sgd" else torch.optim.Adam(params, lr=0.01))
+    projected, dots, losses = [], [], []
+    for task in range(2):                               # the optimiser's state carries over, as in the runs
+        m.begin_task(task)
+        for _ in range(20):
+            batches = m.train_batches(16)
+            opt.zero_grad()
+            m.loss(forward(model, batches), batches).backward()
+            g = torch.cat([p.grad.flatten() for p in params])
+            before = m.replay_gen.get_state()
+            m.after_backward()
+            if task == 0:
+                opt.step()
+                m.after_step()
+                continue
+            after = m.replay_gen.get_state()
+            m.replay_gen.set_state(before)            # the same reference batch
+            ref = m.replay(16)
+            m.replay_gen.set_state(after)
+            loss = cross_entropy(forward(model, ref), ref)
+            g_ref = torch.cat([x.flatten() for x in torch.autograd.grad(loss, params)])
+            theta = torch.cat([p.detach().flatten() for p in params])
+            opt.step()
+            m.after_step()
+            step = torch.cat([p.detach().flatten() for p in params]) - theta
+            projected.append(float(torch.dot(g, g_ref) < 0))
+            dots.append(torch.dot(step, g_ref).item())
+            losses.append(loss.item())
+        if task == 0:
+            assert m.task_log(0) == dict.fromkeys(["projected", "uphill", "replay_loss_max", "replay_loss_last"])
+            m.end_task(0)
+    log = m.task_log(1)
+    assert log["projected"] == pytest.approx(sum(projected) / 20) and sum(projected) > 0
+    assert log["uphill"] == pytest.approx(sum(max(d, 0) for d in dots), rel=1e-4, abs=1e-7)
+    assert log["replay_loss_max"] == pytest.approx(max(losses), rel=1e-5)
+    assert log["replay_loss_last"] == pytest.approx(losses[-1], rel=1e-5)
+    if optimizer == "sgd":
+        assert log["uphill"] < 1e-6
+    else:
+        assert log["uphill"] > 1e-3
+
+
 def test_er_loss_weights_current_and_replay_by_tasks_seen(toy_bench):
     bench = toy_bench("class")
     m, model = _method(ER, bench)

@@ -91,7 +91,8 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
 
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """What methods record after each task (``Method.task_log``: CLN's units per layer, output
-    units, latent dimensions, replay kept by its filter), one row per method and task: a value
+    units, latent dimensions, replay kept by its filter; A-GEM's projections, steps uphill and
+    memory loss), one row per method and task: a value
     shared by every seed as it is, a number that varies as its mean ± SEM over seeds."""
     if "method_log" not in runs:
         return pd.DataFrame()
@@ -259,7 +260,9 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         if len(grown):
             parts.append("<h3>Recorded after each task</h3><p class='small'>Per method and task (Method.task_log): "
                          "e.g. CLN's hidden units per layer, output units in use, latent dimensions and the "
-                         "fraction of generated samples its filter kept. A value shared by every seed is shown "
+                         "fraction of generated samples its filter kept; A-GEM's fraction of steps projected, "
+                         "the first-order rise of the memory batch's loss over the optimiser's steps (uphill) "
+                         "and that loss's maximum and last value in the task. A value shared by every seed is shown "
                          "as it is; one that varies, as mean ± SEM (n).</p>")
             parts.append(_table(grown, left=("scenario", "method")))
         methods = pd.DataFrame([{"method": names[key], "library method": spec["method"],

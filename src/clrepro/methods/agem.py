@@ -5,13 +5,21 @@ gradient is projected,
 
     g~ = g - (g . g_ref / g_ref . g_ref) g_ref,
 
-so that g~ . g_ref = 0 >= 0; otherwise g is kept. The buffer is ER's (``replay.Buffer``)."""
+so that g~ . g_ref = 0 >= 0; otherwise g is kept. The buffer is ER's (``replay.Buffer``).
+
+The constraint holds for a gradient step, -lr g~. The optimiser takes its own step dtheta (Adam
+rescales every coordinate), so each task's log records how far the steps went against it: the
+first-order rise of the memory batch's loss, sum over steps of max(0, dtheta . g_ref) ("uphill";
+rounding error only for plain SGD), beside the fraction of steps projected and the memory batch's
+loss (its maximum over the task and at the task's last step)."""
 from __future__ import annotations
 
 import torch
 
 from .base import cross_entropy, forward
 from .er import ER
+
+TALLY = ("steps", "projected", "uphill", "replay_loss_max", "replay_loss_last")
 
 
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
@@ -28,6 +36,11 @@ def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
 class AGEM(ER):
     name = "agem"
 
+    def begin_task(self, task: int) -> None:
+        super().begin_task(task)
+        self.tally = torch.zeros(len(TALLY), device=next(self.model.parameters()).device)
+        self.step_ref = None
+
     def train_batches(self, batch_size: int):
         self.batch_size = batch_size
         return self.sampler.batches(batch_size)
@@ -41,10 +54,40 @@ class AGEM(ER):
             return
         params = [p for p in self.model.parameters() if p.requires_grad]
         g = torch.cat([p.grad.flatten() for p in params])
-        ref = torch.autograd.grad(cross_entropy(forward(self.model, replay), replay), params, allow_unused=True)
+        memory_loss = cross_entropy(forward(self.model, replay), replay)
+        ref = torch.autograd.grad(memory_loss, params, allow_unused=True)
         g_ref = torch.cat([(r if r is not None else torch.zeros_like(p)).flatten() for r, p in zip(ref, params)])
+        projected = torch.dot(g, g_ref) < 0
         g = project(g, g_ref)
         offset = 0
         for p in params:
             p.grad.copy_(g[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
+        self.step_ref = (torch.cat([p.detach().flatten() for p in params]), g_ref, projected, memory_loss.detach())
+
+    def after_step(self) -> None:
+        if self.step_ref is None:
+            return
+        theta, g_ref, projected, memory_loss = self.step_ref
+        step = torch.cat([p.detach().flatten() for p in self.model.parameters() if p.requires_grad]) - theta
+        t = self.tally
+        t[0] += 1
+        t[1] += projected
+        t[2] += torch.dot(step, g_ref).clamp(min=0)
+        t[3] = torch.maximum(t[3], memory_loss)
+        t[4] = memory_loss
+        self.step_ref = None
+
+    def task_log(self, task: int) -> dict:
+        steps, projected, uphill, loss_max, loss_last = self.tally.tolist()
+        if not steps:
+            return dict.fromkeys(TALLY[1:])
+        return {"projected": projected / steps, "uphill": uphill, "replay_loss_max": loss_max,
+                "replay_loss_last": loss_last}
+
+    def task_state(self) -> dict:
+        return super().task_state() | {"tally": self.tally.clone()}
+
+    def load_task_state(self, state: dict) -> None:
+        super().load_task_state(state)
+        self.tally = self.on_device(state["tally"]).clone()
