@@ -92,8 +92,8 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """What methods record after each task (``Method.task_log``: CLN's units per layer, output
     units, latent dimensions, replay kept by its filter; A-GEM's projections, steps uphill and
-    memory loss), one row per method and task: a value
-    shared by every seed as it is, a number that varies as its mean ± SEM over seeds."""
+    memory loss), one row per method and task: a value shared by every seed as it is, a number
+    that varies as its mean ± SEM over seeds."""
     if "method_log" not in runs:
         return pd.DataFrame()
     sub = runs[(runs.experiment == experiment) & (runs.method_log.fillna("") != "")]
