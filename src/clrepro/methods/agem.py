@@ -25,7 +25,8 @@ TALLY = ("steps", "projected", "uphill", "replay_loss_max", "replay_loss_last")
 def project(g: torch.Tensor, g_ref: torch.Tensor) -> torch.Tensor:
     """A-GEM's projection of the flat gradient ``g`` against ``g_ref`` (Eq. 11), computed with the
     unit vector of g_ref: a reference gradient of a well-learned memory can be so small that
-    g_ref . g_ref underflows to zero in float32 while g . g_ref does not."""
+    g_ref . g_ref underflows to zero in float32 while g . g_ref does not. Returns ``g`` itself
+    when it is kept."""
     if torch.dot(g, g_ref) >= 0:
         return g
     r = g_ref / g_ref.abs().max()
@@ -57,13 +58,13 @@ class AGEM(ER):
         memory_loss = cross_entropy(forward(self.model, replay), replay)
         ref = torch.autograd.grad(memory_loss, params, allow_unused=True)
         g_ref = torch.cat([(r if r is not None else torch.zeros_like(p)).flatten() for r, p in zip(ref, params)])
-        projected = torch.dot(g, g_ref) < 0
-        g = project(g, g_ref)
+        g_step = project(g, g_ref)
         offset = 0
         for p in params:
-            p.grad.copy_(g[offset:offset + p.numel()].view_as(p))
+            p.grad.copy_(g_step[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
-        self.step_ref = (torch.cat([p.detach().flatten() for p in params]), g_ref, projected, memory_loss.detach())
+        self.step_ref = (torch.cat([p.detach().flatten() for p in params]), g_ref, g_step is not g,
+                         memory_loss.detach())
 
     def after_step(self) -> None:
         if self.step_ref is None:
