@@ -1,4 +1,5 @@
 """Configuration: loading, presets, expansion into runs, resolution, and refusal of bad values."""
+import json
 import shutil
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from conftest import REPO
 
 EXP = "split_mnist_vdv19"
 METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "lwf_no_t2", "mas", "l2", "dgr", "dgr_distill", "bir",
-           "er", "agem"]
+           "er", "agem", "agem_sgd"]
 CLASS_ONLY = ["icarl", "cln"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
 
@@ -51,8 +52,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 880
-    assert len(set(runs)) == 880
+    assert len(runs) == PER_SEED * 20 == 940
+    assert len(set(runs)) == 940
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
@@ -74,7 +75,7 @@ def test_quick_preset_applies_overrides(in_repo):
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 880
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 940
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -127,7 +128,7 @@ def test_spec_hash_identity(cfg):
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 880
+    assert len([r for r in runs if r.experiment == EXP]) == 940
 
 
 def test_unknown_top_level_key(cfg_copy):
@@ -174,6 +175,37 @@ def test_method_models_merge_into_the_experiments_or_replace_it(cfg):
                         "normalize": False}
     assert config.resolve(cfg, config.Run(sdm, "class", "relu_si", 0))["model"] == {"type": "mlp", "hidden": [1000]}
     assert config.resolve(cfg, config.Run(sdm, "class", "sdm", 0))["model"] == cfg["_experiments"][sdm]["model"]
+
+
+def test_method_optimizers_merge_into_the_experiments_or_replace_it(cfg):
+    exp = cfg["_experiments"][EXP]
+    assert config.resolve(cfg, config.Run(EXP, "class", "agem_sgd", 0))["optimizer"] == {"name": "sgd", "lr": 0.1}
+    assert config.resolve(cfg, config.Run(EXP, "class", "agem", 0))["optimizer"] == exp["optimizer"]
+    same = {**exp, "methods": {"m": {"method": "agem", "optimizer": {"lr": 0.01, "clip_grad_norm": 1.0}}}}
+    assert config.method_optimizer(same, "m") == {**exp["optimizer"], "lr": 0.01, "clip_grad_norm": 1.0}
+
+
+def test_bad_method_optimizer_names_the_method(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["agem_sgd"]["optimizer"].update({"momentm": 0.9}))
+    with pytest.raises(ConfigError, match=r"methods\.agem_sgd\.optimizer.*momentm"):
+        config.load(cfg_copy)
+
+
+@pytest.mark.parametrize("preset", ["paper", "quick"])
+def test_committed_results_are_what_the_config_resolves_to(in_repo, preset):
+    """Every committed result records the spec hash its run has under today's configuration:
+    a changed protocol or hyperparameter (a new one included) is re-run, not left stale."""
+    cfg = config.load("config/config.yaml", {"preset": preset})
+    stale = []
+    for path in sorted(Path(f"reports/{preset}/runs").rglob("seed*.json")):
+        r = json.loads(path.read_text())
+        run = config.Run(r["experiment"], r["scenario"], r["method"], r["seed"])
+        if r["method"] not in cfg["_experiments"].get(run.experiment, {}).get("methods", {}):
+            stale.append(f"{path} (no such experiment or method)")
+        elif config.resolve(cfg, run)["spec_hash"] != r["spec_hash"]:
+            stale.append(str(path))
+    assert len(stale) == 0, "results that today's configuration would not produce:\n" + "\n".join(stale)
 
 
 def test_bad_method_model_names_the_method(cfg_copy):

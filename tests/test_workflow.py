@@ -15,7 +15,7 @@ from workflow_helpers import REPO, env, make_workdir, snakemake
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
-RUNS_PER_SEED = 3 * 14 + 2          # split MNIST: 14 methods x 3 scenarios, iCaRL and CLN (Class-IL)
+RUNS_PER_SEED = 3 * 15 + 2          # split MNIST: 15 methods x 3 scenarios, iCaRL and CLN (Class-IL)
 
 
 @pytest.fixture(scope="module")

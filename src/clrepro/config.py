@@ -153,9 +153,9 @@ def load_experiment(path: Path, config: dict) -> dict:
         exp = deep_merge(exp, exp.get("presets", {}).get(preset, {}))
         validate(exp, "experiment.schema.yaml", f"{path} (preset {preset})")
     for label, spec in exp["methods"].items():
-        if "model" in spec:   # the method's network, checked as the experiment's is
-            validate({**exp, "model": method_model(exp, label)}, "experiment.schema.yaml",
-                     f"{path} (methods.{label}.model)")
+        for field, own in (("model", method_model), ("optimizer", method_optimizer)):
+            if field in spec:   # the method's own, checked as the experiment's is
+                validate({**exp, field: own(exp, label)}, "experiment.schema.yaml", f"{path} (methods.{label}.{field})")
         extra = set(spec.get("scenarios", [])) - set(exp["scenarios"])
         if extra:
             raise ConfigError(f"{path}: methods.{label}.scenarios: {sorted(extra)} not among the experiment's "
@@ -186,15 +186,26 @@ def method_scenarios(exp: dict, key: str) -> list[str]:
     return [s for s in exp["scenarios"] if s in exp["methods"][key].get("scenarios", exp["scenarios"])]
 
 
-def method_model(exp: dict, key: str) -> dict:
-    """The network of ``methods.<key>``: its ``model`` merged into the experiment's when both
-    have the same type, replacing it otherwise; the experiment's when it has none."""
-    own = exp["methods"][key].get("model")
+def _method_own(exp: dict, key: str, field: str, kind: str) -> dict:
+    """``methods.<key>.<field>`` merged into the experiment's ``<field>`` when both have the same
+    ``kind`` (the model's type, the optimiser's name), replacing it otherwise; the experiment's when
+    the method has none."""
+    own = exp["methods"][key].get(field)
     if own is None:
-        return exp["model"]
-    if own.get("type", exp["model"]["type"]) == exp["model"]["type"]:
-        return deep_merge(exp["model"], own)
+        return exp[field]
+    if own.get(kind, exp[field][kind]) == exp[field][kind]:
+        return deep_merge(exp[field], own)
     return copy.deepcopy(own)
+
+
+def method_model(exp: dict, key: str) -> dict:
+    """The network of ``methods.<key>`` (variants of one method on different networks)."""
+    return _method_own(exp, key, "model", "type")
+
+
+def method_optimizer(exp: dict, key: str) -> dict:
+    """The optimiser of ``methods.<key>`` (a method run with its own published optimiser)."""
+    return _method_own(exp, key, "optimizer", "name")
 
 
 def n_tasks(exp: dict) -> int:
@@ -270,7 +281,7 @@ def resolve(config: dict, run: Run) -> dict:
         "dataset": exp["dataset"],
         "benchmark": exp["benchmark"],
         "model": method_model(exp, run.method),
-        "optimizer": exp["optimizer"],
+        "optimizer": method_optimizer(exp, run.method),
         "batch_size": exp["batch_size"],
         "train_subset": exp.get("train_subset"),
         "data": {"root": config["data"]["root"], "checksums": config["data"].get("checksums") or {}},

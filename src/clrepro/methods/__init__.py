@@ -39,7 +39,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
                          f"(supports: {', '.join(cls.scenarios)})")
     hp = dict(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description", "model", "scenarios"):   # see config.method_model/_scenarios
+        if key in ("method", "label", "description", "model", "optimizer", "scenarios"):   # see config.method_*
             continue
         if key not in hp:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
