@@ -8,6 +8,7 @@ from scipy import stats
 
 from clrepro.aggregate import summarise
 from clrepro.audit import audit, predictive, to_sem, verdict, welch
+from clrepro import figures
 from clrepro.figures import method_styles
 
 
@@ -132,3 +133,18 @@ def test_figures_keep_a_method_style_and_twenty_methods_stay_apart():
     assert len({palette[m] for m in labels[:10]}) == 10 and all(dashes[m] == "" for m in labels[:10])
     # a method's style follows its place in the configured order, not which others are drawn
     assert method_styles(labels[:12])[0]["m11"] == palette["m11"]
+
+
+@pytest.mark.parametrize("draw", ["final_accuracy", "task_bars"])
+def test_bars_of_methods_beyond_ten_are_hatched_like_their_dashed_lines(draw, monkeypatch, tmp_path):
+    labels = [f"m{i}" for i in range(12)]
+    metric = "acc" if draw == "final_accuracy" else "acc_task1"
+    summary = pd.DataFrame({"metric": metric, "scenario": "task", "label": labels,
+                            "mean": 50.0, "sem": 1.0})
+    audit = pd.DataFrame(columns=["metric", "published", "published_sem", "our_scenario", "label"])
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig))
+    getattr(figures, draw)(summary, audit, "t", tmp_path / "f.png", order=labels)
+    bars = [b for b in drawn[0].axes[0].patches if b.get_height() == 50.0]
+    assert [b.get_facecolor() for b in bars[:2]] == [b.get_facecolor() for b in bars[10:]]
+    assert [bool(b.get_hatch()) for b in bars] == [False] * 10 + [True] * 2

@@ -20,12 +20,18 @@ SCENARIO_TITLES = {"task": "Task-IL", "domain": "Domain-IL", "class": "Class-IL"
 
 def method_styles(order: list[str]) -> tuple[dict, dict]:
     """Colour and dash pattern of each method, the same in every figure of an experiment: tab10's
-    ten colours, solid lines for the first ten methods and dashed for the next ten, so that up to
-    twenty methods stay apart (a palette of twenty hues puts neighbours in near-identical shades)."""
+    ten colours, solid lines for the first ten methods and dashed for the next ten (hatched bars,
+    see :func:`hatch`), so that up to twenty methods stay apart (a palette of twenty hues puts
+    neighbours in near-identical shades)."""
     colours = sns.color_palette("tab10", 10)
     palette = {m: colours[i % 10] for i, m in enumerate(order)}
     dashes = {m: "" if i % 20 < 10 else (4, 1.5) for i, m in enumerate(order)}
     return palette, dashes
+
+
+def hatch(dash) -> str | None:
+    """The bar counterpart of a method's line style: hatched where its line is dashed."""
+    return "///" if dash else None
 
 
 def _save(fig, path: Path) -> None:
@@ -69,7 +75,7 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
     s = summary[summary.metric == "acc"].copy()
     pub_all = _published(audit)
     scen = [x for x in ("task", "domain", "class") if x in set(s.scenario)]
-    palette, _ = method_styles(order or list(dict.fromkeys(s.label)))
+    palette, dashes = method_styles(order or list(dict.fromkeys(s.label)))
     order = [m for m in palette if m in set(s.label)]
     fig, axes = plt.subplots(1, len(scen), figsize=(max(4.2, 0.55 * len(order) + 1.5) * len(scen), 3.6),
                              sharey=True, squeeze=False)
@@ -77,7 +83,7 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
         ours = s[s.scenario == sc].set_index("label").reindex(order)
         x = range(len(order))
         ax.bar(x, ours["mean"], yerr=ours["sem"], color=[palette[m] for m in order],
-               capsize=3, label="ours (mean ± SEM)")
+               hatch=[hatch(dashes[m]) for m in order], capsize=3, label="ours (mean ± SEM)")
         pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label")
         px = [i for i, m in enumerate(order) if m in pub.index]
         if px:
@@ -135,7 +141,7 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     parsed = summary.metric.map(parse_task_metric)
     s = summary[parsed.notna()].assign(kind=[k for k, _ in parsed.dropna()], task=[t for _, t in parsed.dropna()])
     s = s[(s.kind == "learned") == s.label.isin(list(learned))]
-    palette, _ = method_styles(order or list(dict.fromkeys(s.label)))
+    palette, dashes = method_styles(order or list(dict.fromkeys(s.label)))
     order = [m for m in palette if m in set(s.label)]
     tasks = sorted(s.task.unique())
     width = 0.8 / len(order)
@@ -145,7 +151,8 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
         colour = palette[label]
         ours = s[s.label == label].set_index("task").reindex(tasks)
         x = [t - 0.4 + width * (i + 0.5) for t in tasks]
-        ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, capsize=2, label=label)
+        ax.bar(x, ours["mean"], width, yerr=ours["sem"], color=colour, hatch=hatch(dashes[label]),
+               capsize=2, label=label)
         for _, p in pub[pub.label == label].iterrows():
             ax.errorbar([p["task"] - 0.4 + width * (i + 0.5)], [p["published"]], yerr=[p["err"]],
                         fmt="D", color="black", markersize=4, capsize=2)
