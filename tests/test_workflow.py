@@ -11,7 +11,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import REPO, env, make_workdir, snakemake
+from workflow_helpers import REPO, env, make_workdir, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
@@ -141,6 +141,21 @@ def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "This report holds 1 of the 2 seeds" in page.read_text()
     assert "This report holds" not in (out / "report.html").read_text()
+
+
+def test_report_reads_the_panels_in_one_order_whatever_the_string_hashing(workflow_run):
+    """The report's simulation records come in the figures' order, (a)-(e), so the page is the same
+    under every PYTHONHASHSEED (a set of panel names would reorder its tables from run to run)."""
+    _, work = workflow_run
+    for seed in ("0", "2", "5"):          # three different orders of a set of the four panel names
+        proc = subprocess.run(snakemake_cmd(work, "--cores", "1", "--dry-run", "--printshellcmds", "--forcerun",
+                                            "report"), capture_output=True, text=True,
+                              env=env() | {"PYTHONHASHSEED": seed}, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        command = next(line for line in proc.stdout.splitlines() if "clrepro report" in line)
+        records = command.split("--simulations ")[1].split(" --")[0].split()
+        assert [r.rsplit("/", 1)[1] for r in records] == [
+            "forgetting.json", "rehearsal.json", "scaling.json", "lesion.json"], (seed, records)
 
 
 def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path):

@@ -5,13 +5,14 @@
 from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES
 
 SIMULATIONS = CFG["_simulations"]
-SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in set(SIMULATION_FIGURES.values())]
+SIMULATION_PANELS = list(dict.fromkeys(SIMULATION_FIGURES.values()))   # in the figures' order, not a set's
+SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in SIMULATION_PANELS]
 SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]
 
 
 wildcard_constraints:
     simulation="[A-Za-z0-9_]+",
-    panel="|".join(set(SIMULATION_FIGURES.values())),
+    panel="|".join(SIMULATION_PANELS),
     simulation_figure="|".join(SIMULATION_FIGURES),
 
 
