@@ -2,10 +2,10 @@
 # the panel's table and a JSON record; one job per figure draws it. The panel's resolved settings
 # are the job's only param and the file is not an input, so editing a panel reruns that panel
 # alone (and editing notes re-renders only the report).
-from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES
+from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES, RUNNERS
 
 SIMULATIONS = CFG["_simulations"]
-SIMULATION_PANELS = list(dict.fromkeys(SIMULATION_FIGURES.values()))   # in the figures' order, not a set's
+SIMULATION_PANELS = list(RUNNERS)   # (a)-(e) in order, so the report reads them in one order
 SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in SIMULATION_PANELS]
 SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]
 
