@@ -44,7 +44,8 @@ def test_glorot_and_zero_head_initialisation():
             assert torch.count_nonzero(m.bias) == 0
     # torch's default keeps PyTorch's uniform(+-1/sqrt(fan_in)) with non-zero biases
     mlp = models.build({"type": "mlp", "hidden": [50]}, (784,), 10)
-    assert float(mlp.features[0].weight.detach().abs().max()) <= 1 / 28 and torch.count_nonzero(mlp.features[0].bias) > 0
+    assert float(mlp.features[0].weight.detach().abs().max()) <= 1 / 28
+    assert torch.count_nonzero(mlp.features[0].bias) > 0
 
 
 def test_default_mlp_draws_what_it_always_drew():
