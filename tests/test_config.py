@@ -261,6 +261,21 @@ def test_seeds_for_every_or_named_experiments(in_repo):
         config.load("config/config.yaml", {"seeds": {EXP: 0}})
 
 
+def test_seeds_for_the_methods_named(in_repo):
+    """`--config 'seeds={exp: {method: n}}'`: the methods named run n seeds, the others their own number."""
+    cfg = config.load("config/config.yaml", {"seeds": {EXP: {"ewc": 2, "si": "3"}}})
+    seeds = {}
+    for run in config.runs(cfg):
+        if run.experiment == EXP:
+            seeds.setdefault(run.method, set()).add(run.seed)
+    assert seeds["ewc"] == {0, 1} and seeds["si"] == {0, 1, 2} and seeds["none"] == set(range(20))
+    assert "_seeds_in_file" not in cfg["_experiments"][EXP]
+    with pytest.raises(ConfigError, match=r"seeds\.split_mnist_vdv19: no method \['nope'\]"):
+        config.load("config/config.yaml", {"seeds": {EXP: {"nope": 2}}})
+    with pytest.raises(ConfigError, match="seeds"):
+        config.load("config/config.yaml", {"seeds": {EXP: {"ewc": 0}}})
+
+
 def test_seeds_naming_no_experiment_refused(in_repo):
     with pytest.raises(ConfigError, match="seeds: no experiment named \\['split_mnist_si1'\\]"):
         config.load("config/config.yaml", {"seeds": {"split_mnist_si1": 5}})

@@ -143,6 +143,27 @@ def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp
     assert "This report holds" not in (out / "report.html").read_text()
 
 
+def test_methods_can_hold_fewer_seeds_than_the_others(workflow_run, tmp_path):
+    """`--config 'seeds={exp: {method: n}}'` reaches the DAG (no training for fewer seeds, one
+    more job per scenario for more) and the report, which names the methods and their seeds."""
+    out, work = workflow_run
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "seeds={split_mnist_vdv19: {ewc: 1}}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rule train:" not in proc.stdout and "rule aggregate:" in proc.stdout
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "seeds={split_mnist_vdv19: {ewc: 3}}")
+    counts = dict(line.split() for line in proc.stdout.splitlines()
+                  if len(line.split()) == 2 and line.split()[1].isdigit())
+    assert counts["train"] == "3"                                 # EWC's seed 2, in each scenario
+    page = tmp_path / "report.html"
+    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--config", "config/config.yaml",
+                           "--preset", "test", "--summary-csv", str(out / "summary.csv"),
+                           "--runs-csv", str(out / "runs.csv"), "--out", str(page),
+                           "--seeds", json.dumps({"split_mnist_vdv19": {"ewc": 1}})],
+                          cwd=work, capture_output=True, text=True, env=env())
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Fewer seeds for some methods" in page.read_text() and "EWC 1, where the others have 2" in page.read_text()
+
+
 def test_report_reads_the_panels_in_one_order_whatever_the_string_hashing(workflow_run):
     """The report's simulation records come in the figures' order, (a)-(e), so the page is the same
     under every PYTHONHASHSEED (a set of panel names would reorder its tables from run to run)."""

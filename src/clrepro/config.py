@@ -85,16 +85,21 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         name: load_simulation(experiment_path(path, name, "simulations"), config["preset"])
         for name in config["simulations"]
     }
-    seeds = config.get("seeds")   # e.g. --config seeds=5, or seeds='{split_mnist_vdv19: 5}'
+    seeds = config.get("seeds")   # e.g. --config seeds=5, seeds='{split_mnist_vdv19: 5}' or '{exp: {ewc: 2}}'
     if isinstance(seeds, dict) and set(seeds) - set(config["_experiments"]):
         raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config['_experiments']))} "
                           f"(experiments: {list(config['_experiments'])})")
     for name, exp in config["_experiments"].items():
         own = len(seeds_of(exp))
-        if isinstance(seeds, dict):
-            exp["seeds"] = int(seeds[name]) if name in seeds else exp["seeds"]
-        elif seeds:
-            exp["seeds"] = seeds
+        given = seeds.get(name) if isinstance(seeds, dict) else seeds
+        if isinstance(given, dict):     # {method: number}: the methods named run that many seeds
+            unknown = sorted(set(given) - set(exp["methods"]))
+            if unknown:
+                raise ConfigError(f"{path}: seeds.{name}: no method {unknown} in the experiment "
+                                  f"(has: {list(exp['methods'])})")
+            exp["_method_seeds"] = {m: int(n) for m, n in given.items()}
+        elif given:
+            exp["seeds"] = int(given)
         if len(seeds_of(exp)) < own:
             exp["_seeds_in_file"] = own     # the report says it holds fewer seeds than the file names
     for name, keep in (config.get("methods") or {}).items():   # e.g. --config 'methods={exp: [none, si]}'
@@ -242,8 +247,9 @@ class Run:
         return f"{self.experiment}/{self.scenario}/{self.method}/seed{self.seed}"
 
 
-def seeds_of(exp: dict) -> list[int]:
-    s = exp["seeds"]
+def seeds_of(exp: dict, method: str | None = None) -> list[int]:
+    """The seeds an experiment runs, or one of its methods (``--config 'seeds={exp: {method: n}}'``)."""
+    s = exp.get("_method_seeds", {}).get(method, exp["seeds"])
     return list(range(s)) if isinstance(s, int) else list(s)
 
 
@@ -253,7 +259,7 @@ def runs(config: dict) -> list[Run]:
         for scenario in exp["scenarios"]:
             for label in exp["methods"]:
                 if scenario in method_scenarios(exp, label):
-                    out += [Run(name, scenario, label, s) for s in seeds_of(exp)]
+                    out += [Run(name, scenario, label, s) for s in seeds_of(exp, label)]
     return out
 
 

@@ -222,6 +222,13 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
             parts.append(f"<div class='banner'>This report holds {n} of the {exp['_seeds_in_file']} seeds that "
                          f"<code>config/experiments/{name}.yaml</code> names (<code>--config seeds=...</code>); "
                          f"without that setting the DAG trains the other {exp['_seeds_in_file'] - n}.</div>")
+        fewer = {m: n for m, n in exp.get("_method_seeds", {}).items()
+                 if n < len(seeds_of(exp)) and m in exp["methods"]}
+        if fewer:
+            names = labels(exp)
+            parts.append("<div class='banner'>Fewer seeds for some methods (<code>--config seeds=...</code>): "
+                         + html.escape(", ".join(f"{names[m]} {n}" for m, n in fewer.items()))
+                         + f", where the others have {len(seeds_of(exp))}.</div>")
         if exp.get("_left_out"):
             parts.append("<div class='banner'>Left out of this report by <code>--config methods=...</code>: "
                          f"{html.escape(', '.join(exp['_left_out']))}. The audit lists their published "
