@@ -17,11 +17,14 @@ CLAIM = textwrap.dedent("""
 """)
 
 
-def claimant(n, lock_dir, timeout=10.0, hold=3.0, visible=None):
+def claimant(n, lock_dir, timeout=10.0, hold=3.0, visible=None, per_gpu=None):
     env = dict(os.environ)
     env.pop("CUDA_VISIBLE_DEVICES", None)
+    env.pop("CLREPRO_JOBS_PER_GPU", None)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
+    if per_gpu is not None:
+        env["CLREPRO_JOBS_PER_GPU"] = per_gpu
     return subprocess.Popen([sys.executable, "-c", CLAIM, str(n), str(lock_dir), str(timeout), str(hold)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -54,3 +57,21 @@ def test_jobs_given_different_gpus_by_slurm_do_not_wait_on_each_other(tmp_path):
     a.kill()
     a.wait()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu1.lock", "gpuGPU-3f2a.lock"]
+
+
+def test_jobs_per_gpu_share_each_gpu_spread_over_the_gpus_first(tmp_path, monkeypatch):
+    """With CLREPRO_JOBS_PER_GPU=2 and two GPUs, the first two jobs take one GPU each, the next
+    two share them, and a fifth waits."""
+    holders = []
+    for expected in (0, 1, 0, 1):                     # one after another: each gets the least shared
+        holders.append(claimant(2, tmp_path, hold=60.0, per_gpu="2"))
+        assert holders[-1].stdout.readline().strip() == str(expected)
+    fifth = claimant(2, tmp_path, timeout=1.5, hold=0.0, per_gpu="2")
+    assert fifth.wait(timeout=60) != 0 and "no free GPU" in fifth.stderr.read()
+    for h in holders:
+        h.kill()
+        h.wait()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu0.1.lock", "gpu0.lock", "gpu1.1.lock", "gpu1.lock"]
+    monkeypatch.setenv("CLREPRO_JOBS_PER_GPU", "0")
+    with pytest.raises(ValueError, match="CLREPRO_JOBS_PER_GPU='0'"):
+        claim_gpu(1, tmp_path, timeout=1.0)

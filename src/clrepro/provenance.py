@@ -49,7 +49,8 @@ def device_description(device: torch.device) -> str:
     return f"cpu:{cpu} ({torch.get_num_threads()} threads)"
 
 
-SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES")
+SCHEDULER_VARS = ("SLURM_JOB_ID", "SLURM_CLUSTER_NAME", "SLURM_RESTART_COUNT", "CUDA_VISIBLE_DEVICES",
+                  "CLREPRO_JOBS_PER_GPU")
 
 
 def collect(device: torch.device, repo: str | os.PathLike = ".") -> dict:
