@@ -126,6 +126,24 @@ def test_method_log_table_shows_shared_values_and_summarises_varying_ones():
     assert method_log_table(runs.drop(columns="method_log"), "e").empty
 
 
+def test_report_tables_of_seeds_and_tasks_keep_scenario_and_method_order():
+    from clrepro.report import per_task_table, seeds_table
+    runs = pd.concat([runs_frame([90.0, 92.0], "SI", "class"), runs_frame([50.0, 54.0], "None", "class"),
+                      runs_frame([95.0], "SI", "task")])
+    runs = runs.assign(acc_task1=runs.acc - 1, learned_task1=runs.acc + 1,
+                       acc_task2=runs.acc + 1, learned_task2=runs.acc + 1)
+    seeds = seeds_table(runs, "e", ["None", "SI"])
+    assert seeds.scenario.tolist() == ["Task-IL", "Class-IL", "Class-IL"]
+    assert seeds.method.tolist() == ["SI", "None", "SI"]
+    assert seeds["seed 1"].iloc[1:].tolist() == [54.0, 92.0] and pd.isna(seeds["seed 1"].iloc[0])
+    tasks = per_task_table(summarise(runs), "e", ["None", "SI"]).set_index(["scenario", "method"])
+    # task 1 of Class-IL SI: final 89 and 91 (mean 90, sem 1), right after training 91 and 93 (mean 92)
+    assert tasks.loc[("Class-IL", "SI"), "task 1"] == "90.00 ± 1.00 (92.00)"
+    assert tasks.loc[("Task-IL", "SI"), "task 2"] == "96.00 (96.00)"   # one seed: no SEM
+    one = per_task_table(summarise(runs[runs.scenario == "task"]), "e", ["SI"])
+    assert list(one.columns) == ["method", "task 1", "task 2"]
+
+
 def test_figures_keep_a_method_style_and_twenty_methods_stay_apart():
     labels = [f"m{i}" for i in range(20)]
     palette, dashes = method_styles(labels)

@@ -53,11 +53,25 @@ def _img(path: Path) -> str:
     return f"<img alt='{html.escape(Path(path).name)}' src='data:image/png;base64,{data}'>"
 
 
+def _mean_sem(r) -> str:
+    return f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"]) else f"{r['mean']:.2f}"
+
+
+def _in_order(t: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Rows of a table with ``scenario`` and ``label`` columns in the paper's scenario order and
+    the configured method order, the scenario by its title (the column dropped where there is only
+    one), the label renamed ``method``."""
+    t = t.assign(scenario=pd.Categorical(t["scenario"], [c for c in SCENARIO_TITLES if c in set(t["scenario"])]),
+                 label=pd.Categorical(t["label"], [m for m in order if m in set(t["label"])]))
+    t = t.sort_values(["scenario", "label"]).rename(columns={"label": "method"})
+    t = t.assign(scenario=t["scenario"].map(SCENARIO_TITLES))
+    return t if t["scenario"].nunique() > 1 else t.drop(columns="scenario")
+
+
 def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     """Final average accuracy, mean ± SEM (n), one row per method, one column per scenario."""
     s = summary[(summary.experiment == experiment) & (summary.metric == "acc")]
-    cell = s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f} ({int(r['n'])})"
-                   if pd.notna(r["sem"]) else f"{r['mean']:.2f} ({int(r['n'])})", axis=1)
+    cell = s.apply(lambda r: f"{_mean_sem(r)} ({int(r['n'])})", axis=1)
     t = s.assign(cell=cell).pivot(index="label", columns="scenario", values="cell")
     t = t.reindex(index=[m for m in order if m in t.index],
                   columns=[c for c in SCENARIO_TITLES if c in t.columns])
@@ -65,28 +79,28 @@ def results_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> p
 
 
 def per_task_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
-    """Per method, each task's final accuracy and (in brackets) its accuracy right after training."""
-    s = summary[summary.experiment == experiment].set_index(["label", "metric"])
-    tasks = sorted({parse_task_metric(m)[1] for m in s.index.get_level_values("metric") if parse_task_metric(m)})
+    """Per scenario and method, each task's final accuracy (mean ± SEM) and, in brackets, its
+    accuracy right after it was trained."""
     rows = []
-    for label in [m for m in order if m in s.index.get_level_values("label")]:
-        row = {"method": label}
-        for t in tasks:
-            final, learned = s.loc[(label, f"acc_task{t}")], s.loc[(label, f"learned_task{t}")]
-            row[f"task {t}"] = f"{final['mean']:.2f} ± {final['sem']:.2f} ({learned['mean']:.2f})"
-        rows.append(row)
-    return pd.DataFrame(rows)
+    for (scenario, label), g in summary[summary.experiment == experiment].groupby(["scenario", "label"]):
+        by = {parse_task_metric(m): r for m, r in g.set_index("metric").iterrows() if parse_task_metric(m)}
+        rows.append({"scenario": scenario, "label": label,
+                     **{f"task {t}": f"{_mean_sem(by['acc', t])} ({by['learned', t]['mean']:.2f})"
+                        for t in sorted(t for kind, t in by if kind == "acc")}})
+    return _in_order(pd.DataFrame(rows), order)
+
+
+def seeds_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
+    """The final average accuracy of every run: one row per scenario and method, one column per seed."""
+    t = runs[runs.experiment == experiment].pivot_table(index=["scenario", "label"], columns="seed", values="acc")
+    return _in_order(t.rename(columns=lambda seed: f"seed {seed}").reset_index(), order)
 
 
 def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     s = summary[(summary.experiment == experiment) & summary.metric.isin(OTHER_METRICS)]
-    s = s.assign(value=s.apply(lambda r: f"{r['mean']:.2f} ± {r['sem']:.2f}" if pd.notna(r["sem"])
-                               else f"{r['mean']:.2f}", axis=1))
-    t = s.pivot_table(index=["scenario", "label"], columns="metric", values="value", aggfunc="first")
-    t = t.reset_index()
-    t["scenario"] = pd.Categorical(t["scenario"], [c for c in SCENARIO_TITLES if c in set(t["scenario"])])
-    t["label"] = pd.Categorical(t["label"], [m for m in order if m in set(t["label"])])
-    return t.sort_values(["scenario", "label"]).rename(columns={"label": "method"})
+    t = s.assign(value=s.apply(_mean_sem, axis=1)).pivot_table(
+        index=["scenario", "label"], columns="metric", values="value", aggfunc="first")
+    return _in_order(t.reset_index(), order)
 
 
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -245,10 +259,12 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
         names = labels(exp)
         order = list(names.values())
         parts.append(_table(results_table(summary, name, order), left=("method",)))
-        if "task_bars" in exp.get("figures", []):
-            parts.append("<h3>Accuracy on each task (%)</h3><p class='small'>After the last task, mean ± SEM; "
-                         "in brackets: right after the task was trained.</p>")
-            parts.append(_table(per_task_table(summary, name, order), left=("method",)))
+        parts.append("<details><summary>Final average accuracy of each run (%)</summary>"
+                     + _table(seeds_table(runs, name, order), left=("scenario", "method")) + "</details>")
+        per_task = ("<p class='small'>After the last task, mean ± SEM; in brackets: right after the task was "
+                    "trained.</p>" + _table(per_task_table(summary, name, order), left=("scenario", "method")))
+        parts.append(f"<h3>Accuracy on each task (%)</h3>{per_task}" if "task_bars" in exp.get("figures", [])
+                     else f"<details><summary>Accuracy on each task (%)</summary>{per_task}</details>")
         parts.append("<h3>Backward/forward transfer, forgetting, accuracy right after each task "
                      "(percentage points)</h3>")
         parts.append(_table(other_metrics_table(summary, name, order), left=("scenario", "method")))
