@@ -76,6 +76,22 @@ def test_audit_rows_verdicts_and_cells_not_run():
     assert far.set_index("target_id").loc["a", "verdict"] == "disagrees"
 
 
+def test_audit_shows_the_reference_code_runs_beside_the_paper_and_ours():
+    """The third column: the mean of the runs of the code that produced the table (a run of a later
+    version, ``variant``, is listed but not averaged), each run named by commit and seed."""
+    runs = pd.DataFrame([
+        {"target_id": "a", "code": "authors/cl", "commit": "86802a8abc", "variant": None, "seed": 1, "value": 24.0},
+        {"target_id": "a", "code": "authors/cl", "commit": "86802a8abc", "variant": None, "seed": 2, "value": 25.0},
+        {"target_id": "a", "code": "authors/cl", "commit": "a02db26abc", "variant": "later loss", "seed": 1,
+         "value": 20.0}])
+    out = audit(summarise(runs_frame([90.0, 92.0, 94.0])), TARGETS, "pub", "e", "paper",
+                reference=runs).set_index("target_id")
+    assert out.loc["a", "reference_code"] == 24.5
+    assert out.loc["a", "reference_code_runs"] == ("24.00 (authors/cl 86802a8, seed 1); 25.00 (authors/cl 86802a8, "
+                                                   "seed 2); 20.00 (authors/cl a02db26, later loss, seed 1)")
+    assert pd.isna(out.loc["b", "reference_code"]) and out.loc["b", "reference_code_runs"] == ""
+
+
 def test_audit_gives_no_verdict_on_reduced_presets():
     out = audit(summarise(runs_frame([90.0, 92.0, 94.0])), TARGETS, "pub", "e", "quick")
     assert out.set_index("target_id").loc["a", "verdict"] == "no verdict (quick preset)"

@@ -13,8 +13,8 @@ from clrepro.methods.base import derive_seed
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf", "lwf_no_t2", "mas", "l2", "dgr", "dgr_distill", "bir",
-           "er", "agem", "agem_sgd"]
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "lwf", "lwf_no_t2", "mas", "l2", "dgr",
+           "dgr_distill", "bir", "er", "agem", "agem_sgd"]
 CLASS_ONLY = ["icarl", "cln"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
 
@@ -52,8 +52,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 940
-    assert len(set(runs)) == 940
+    assert len(runs) == PER_SEED * 20 == 1000
+    assert len(set(runs)) == 1000
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
@@ -75,7 +75,7 @@ def test_quick_preset_applies_overrides(in_repo):
 def test_load_with_absolute_path_from_elsewhere(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config.load(REPO / "config" / "config.yaml")
-    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == 940
+    assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == PER_SEED * 20
 
 
 @pytest.mark.parametrize("scenario,ewc_lambda,si_c", [("task", 1e7, 50.0), ("domain", 1e6, 500.0),
@@ -119,16 +119,19 @@ def test_spec_hash_identity(cfg):
     assert a["spec_hash"] == a2["spec_hash"] == config.spec_hash(a)
     assert len(a["spec_hash"]) == 16
     assert len({a["spec_hash"], b["spec_hash"], c["spec_hash"]}) == 3
-    # where the data live is not part of the identity; the number of iterations is
-    moved = dict(a, data={"root": "/elsewhere", "checksums": {"x": "y"}})
+    # where the data live is not part of the identity; which data (their checksums) and the number
+    # of iterations are; the official files (no override) keep the hashes of committed results
+    moved = dict(a, data={"root": "/elsewhere", "checksums": {}})
     assert config.spec_hash(moved) == a["spec_hash"]
+    other_data = dict(a, data={"root": "data", "checksums": {"train-images-idx3-ubyte.gz": "0" * 32}})
+    assert config.spec_hash(other_data) != a["spec_hash"]
     assert config.spec_hash(dict(a, iters_per_task=1999)) != a["spec_hash"]
     assert config.spec_hash(dict(a, hyperparameters=dict(a["hyperparameters"], c=50.1))) != a["spec_hash"]
 
 
 def test_copied_config_loads(cfg_copy):
     runs = config.runs(config.load(cfg_copy))
-    assert len([r for r in runs if r.experiment == EXP]) == 940
+    assert len([r for r in runs if r.experiment == EXP]) == PER_SEED * 20
 
 
 def test_unknown_top_level_key(cfg_copy):

@@ -1,7 +1,8 @@
 """The auditor's flow with real DVC and a local remote: the DAG runs, `snakemake share` records
 the datasets and checkpoints in DVC and pushes them; a fresh git clone plus `dvc pull` restores
 them bit for bit, and the DAG then re-renders the report and verifies every checkpoint against
-its recorded results without running a single training job."""
+its recorded results without running a single training job. A fresh clone without them keeps
+its committed results too."""
 import hashlib
 import re
 import shutil
@@ -85,3 +86,48 @@ def test_fresh_clone_pull_rerenders_and_verifies_without_training(tiny_mnist, tm
     assert (clone / "reports" / "test" / "report.html").read_text().rstrip().endswith("</html>")
     check = pd.read_csv(clone / "reports" / "test" / "audit" / "checkpoints.csv")
     assert len(check) == len(results) == 2 * 2 * 2 and (check.status == "agrees").all()
+
+    # every --config override reaches `verify`: the checkpoints, moved, are found where it says
+    shutil.move(clone / "data" / "checkpoints", clone / "data" / "moved checkpoints")
+    proc = snakemake(clone, "--cores", "1", "verify", "--forcerun", "verify", "--config",
+                     "checkpoints=data/moved checkpoints", snakefile=clone / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    check = pd.read_csv(clone / "reports" / "test" / "audit" / "checkpoints.csv")
+    assert (check.status == "agrees").all() and check.checkpoint.str.startswith("data/moved checkpoints").all()
+
+
+def test_a_fresh_clones_first_command_and_forcerun_leave_committed_results_as_they_are(tiny_mnist, tmp_path):
+    """The README's first command on a fresh clone (no data, no checkpoints, no Snakemake records),
+    here with one more seed, downloads the data and trains only the new runs, none of the committed
+    ones; `--forcerun train` retrains those and keeps each committed result byte for byte (a rerun
+    with other numbers would go beside it)."""
+    origin = tmp_path / "origin"
+    origin.mkdir()
+    for name in ("Snakefile", ".gitignore"):
+        shutil.copy(REPO / name, origin / name)
+    for name in ("workflow", "profiles"):
+        shutil.copytree(REPO / name, origin / name)
+    make_workdir(origin, tiny_mnist, PRESET, methods=["none", "lwf"], scenarios=["class"])
+    proc = snakemake(origin, "--cores", "2", "runs", snakefile=origin / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    sh(origin, "git", "init", "-q")
+    sh(origin, "git", "add", "-A")
+    sh(origin, "git", "add", "-f", "reports/test")
+    sh(origin, "git", "-c", "user.name=M", "-c", "user.email=m@example.org", "commit", "-q", "-m", "Results")
+
+    clone = tmp_path / "clone"
+    sh(tmp_path, "git", "clone", "-q", str(origin), str(clone))
+    committed = digests(clone / "reports" / "test" / "runs")
+    assert len(committed) == 4
+    proc = snakemake(clone, "--cores", "2", "--config", "seeds=3", snakefile=clone / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    log = proc.stdout + proc.stderr
+    assert "rule download_mnist" in log and len(trained(log)) == 2, log[-3000:]       # seed 2 of both
+    after = digests(clone / "reports" / "test" / "runs")
+    assert {k: after[k] for k in committed} == committed
+
+    proc = snakemake(clone, "--cores", "2", "runs", "--forcerun", "train", snakefile=clone / "Snakefile")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert len(trained(proc.stdout + proc.stderr)) == len(committed)
+    after = digests(clone / "reports" / "test" / "runs")
+    assert {k: after[k] for k in committed} == committed

@@ -197,3 +197,31 @@ def test_benchmark_to_keeps_everything(toy_data):
     assert moved.meta == bench.meta and moved.n_outputs == bench.n_outputs
     assert torch.equal(moved.train[1].perm, bench.train[1].perm)
     assert np.array_equal(moved.test[1].inputs().numpy(), bench.test[1].inputs().numpy())
+
+
+def test_permuted_reference_input_format_pads_to_32_and_permutes_every_task():
+    """The reference code's permuted MNIST (van de Ven & Tolias 2019, data.py): 28x28 images framed
+    by 2 pixels of zeros (32x32), all 1024 positions permuted, task 1 too; fixed per seed."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 28 * 28, generator=g)
+    ds = TensorDataset(x, torch.arange(6) % 3)
+    bench = scenarios.permuted(ds, ds, "domain", n_tasks=3, perm_seed=7, first_identity=False, pad=2)
+    assert bench.input_shape == (1024,)
+    frame = torch.ones(32, 32, dtype=torch.bool)
+    frame[2:30, 2:30] = False
+    for task in bench.train:
+        assert task.perm is not None and sorted(task.perm.tolist()) == list(range(1024))
+        assert task.perm.tolist() != list(range(1024))
+        img = task.inputs().reshape(6, 1024)
+        unpermuted = torch.empty_like(img)
+        unpermuted[:, task.perm] = img                        # undo the permutation
+        unpermuted = unpermuted.reshape(6, 32, 32)
+        assert torch.equal(unpermuted[:, 2:30, 2:30].reshape(6, -1), x)
+        assert (unpermuted[:, frame] == 0).all()
+    again = scenarios.permuted(ds, ds, "domain", n_tasks=3, perm_seed=7, first_identity=False, pad=2)
+    assert all(torch.equal(a.perm, b.perm) for a, b in zip(bench.train, again.train))
+    other = scenarios.permuted(ds, ds, "domain", n_tasks=3, perm_seed=8, first_identity=False, pad=2)
+    assert not torch.equal(bench.train[0].perm, other.train[0].perm)
+    assert all(torch.equal(a.perm, b.perm) for a, b in zip(bench.train, bench.test))   # same per task in test
+    with pytest.raises(ValueError, match="benchmark.pad: the inputs are not square"):
+        scenarios.permuted(TensorDataset(torch.rand(4, 20), torch.arange(4) % 2), ds, "task", 2, 0, pad=2)

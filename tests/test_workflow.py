@@ -15,7 +15,7 @@ from workflow_helpers import REPO, env, make_workdir, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
-RUNS_PER_SEED = 3 * 15 + 2          # split MNIST: 15 methods x 3 scenarios, iCaRL and CLN (Class-IL)
+RUNS_PER_SEED = 3 * 16 + 2          # split MNIST: 16 methods x 3 scenarios, iCaRL and CLN (Class-IL)
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +110,9 @@ def test_nothing_left_to_do_after_a_complete_run(workflow_run):
     # how runs are executed (timer, device) is not what they are: nothing reruns
     proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "checkpoint_every_s=5", "device=cpu:0")
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    # nor where the data live (the same files elsewhere: their checksums are what a run reads)
+    proc = snakemake(work, "--cores", "1", "--dry-run", "--config", "data={root: copy of the data}")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
 def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
@@ -189,3 +192,23 @@ def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path
     out = proc.stdout + proc.stderr
     assert "fisher" in out and "bogus" in out
     assert not (tmp_path / "reports").exists() and not (tmp_path / "data").exists()
+
+
+def test_paths_with_spaces_and_shell_characters_reach_every_job_intact(tiny_mnist, tmp_path):
+    """Every path in a job's command is quoted: folders with spaces work, and a configured value
+    is a path, never shell."""
+    work = make_workdir(tmp_path / "a work folder", tiny_mnist,
+                        {"seeds": 1, "iters_per_task": 5, "batch_size": 32, "model": {"type": "mlp", "hidden": [16]}},
+                        methods=["none"], scenarios=["task"], outdir="my reports",
+                        checkpoints="my checkpoints $(touch injected)")
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg["data"]["root"] = "my data"
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    proc = snakemake(work, "--cores", "2", "all", "verify")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    assert not (work / "injected").exists()
+    assert (work / "my data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    assert len(list((work / "my checkpoints $(touch injected)" / "test").rglob("state.pt"))) == 1
+    assert (work / "my reports" / "test" / "report.html").exists()
+    check = pd.read_csv(work / "my reports" / "test" / "audit" / "checkpoints.csv")
+    assert (check.status == "agrees").all()

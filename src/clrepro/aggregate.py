@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import metrics
+from . import metrics, stale
 from .atomic import atomic_path
 
 KEYS = ["experiment", "scenario", "method", "label"]
@@ -21,18 +21,25 @@ METRICS = ["acc", "bwt", "fwt", "forgetting"]
 
 
 def load_results(paths) -> list[dict]:
+    """The results, each with the rerun written beside it (``<seed>.rerun.json``: a rerun of a
+    committed result that gave other numbers) under ``"rerun"``."""
     out = []
     for p in paths:
         try:
-            out.append(json.loads(Path(p).read_text()))
+            result = json.loads(Path(p).read_text())
+            rerun = Path(p).with_name(f"{Path(p).stem}.rerun.json")
+            if rerun.exists():
+                result["rerun"] = json.loads(rerun.read_text())
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read run result {p}: {err}") from None
+        out.append(result)
     return out
 
 
 def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     rows = []
-    for r in results:
+    code = stale.statuses(results)
+    for r, training_code in zip(results, code):
         prov = r["provenance"]
         row = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset", "method_class")}
         row["label"] = (labels or {}).get((r["experiment"], r["method"]), r["method"])
@@ -54,12 +61,16 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["spec_hash"] = r["spec_hash"]
         row["git_commit"] = prov["git"]["commit"]
         row["git_dirty"] = prov["git"]["dirty"]
+        row["training_code"] = training_code
         row.update({f"version.{k}": v for k, v in prov["packages"].items()})
         row["device"] = prov["device"]
         row["precision"] = prov.get("precision", "fp32")
         row["channels_last"] = prov.get("channels_last", False)
         row["host"] = prov.get("hostname", "")
         row["slurm_job"] = prov.get("scheduler", {}).get("SLURM_JOB_ID", "")
+        if "rerun" in r:
+            row["rerun_acc"] = 100 * metrics.summary(r["rerun"]["R"], r["rerun"]["random_init"])["acc"]
+            row["rerun_device"] = r["rerun"]["provenance"]["device"]
         rows.append(row)
     df = pd.DataFrame(rows)
     return df.sort_values(["experiment", "scenario", "method", "seed"]).reset_index(drop=True)

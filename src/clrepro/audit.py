@@ -11,6 +11,11 @@ draw from the distribution of our runs (``predictive``).
 - ``close``: p < alpha but |difference| <= tolerance (percentage points);
 - ``disagrees``: p < alpha and |difference| > tolerance;
 - ``not run`` / ``no verdict (...)``: nothing to compare, a reduced preset, or too few seeds.
+
+Beside the paper and ours, a third column: the authors' released code, run here unchanged
+(``config/reference_runs.csv``: commit, command, seed, value, machine of each run, by the target
+it bears on), so that a disagreement can be told apart into "the paper vs. the released code"
+and "the released code vs. us".
 """
 from __future__ import annotations
 
@@ -51,7 +56,22 @@ def verdict(p: float, diff: float, alpha: float, tolerance: float) -> str:
 
 COLUMNS = ["target_id", "scenario", "method", "label", "our_scenario", "metric", "published", "published_sem",
            "n_published", "ours", "ours_sem", "n_ours", "difference", "test", "t", "df", "p_value", "verdict",
-           "source", "provenance", "paper", "note"]
+           "reference_code", "reference_code_runs", "source", "provenance", "paper", "note"]
+
+
+def reference_code(runs: pd.DataFrame | None, target_id: str) -> tuple[float | None, str]:
+    """The mean of the reference-code runs bearing on ``target_id`` and each run, named by its
+    code, commit and seed (e.g. "24.83 (GMvandeVen/continual-learning 86802a8, seed 1)")."""
+    if runs is None or not len(runs):
+        return None, ""
+    mine = runs[runs.target_id == target_id]
+    if not len(mine):
+        return None, ""
+    variant = mine.variant.fillna("").astype(str)
+    listed = "; ".join(f"{r.value:.2f} ({r.code} {str(r.commit)[:7]}{f', {v}' if v else ''}, seed {r.seed})"
+                       for r, v in zip(mine.itertuples(), variant))
+    main = mine[variant == ""]
+    return (float(main.value.mean()) if len(main) else None), listed
 
 
 def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float, float]:
@@ -63,7 +83,7 @@ def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float,
 
 def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experiment: str, preset: str,
           alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None,
-          mapping: dict | None = None) -> pd.DataFrame:
+          mapping: dict | None = None, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per published number of ``target_key``. ``mapping`` {target_id: {method, metric,
     scenario}} says what of ours it is compared with (``method``: a key of the experiment's
     methods); otherwise the row of the target's scenario and method label, metric ``acc``."""
@@ -86,6 +106,7 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
                "ours": None, "ours_sem": None, "n_ours": 0, "difference": None, "test": None, "t": None,
                "df": None, "p_value": None, "verdict": "not run", "source": tg.source,
                "provenance": tg.provenance, "paper": tg.paper, "note": (notes or {}).get(tg.target_id, "")}
+        row["reference_code"], row["reference_code_runs"] = reference_code(reference, tg.target_id)
         if pd.notna(tg.spread) and n_pub:
             row["published_sem"] = to_sem(float(tg.spread), tg.spread_kind, n_pub)
         if len(match):
@@ -110,7 +131,8 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
 
 
 def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None,
-         mapping=None):
+         mapping=None, reference_csv=None):
+    reference = read_csv(reference_csv) if reference_csv else None
     df = audit(read_csv(summary_csv), read_csv(targets_csv), target_key or experiment, experiment,
-               preset, alpha, tolerance, notes, mapping)
+               preset, alpha, tolerance, notes, mapping, reference)
     write_csv(df, out)

@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def _download(a):
@@ -17,6 +18,8 @@ def _train(a):
     from . import config, train
     if a.spec:
         spec = json.loads(a.spec)
+        if a.data_root:   # where the data live is not part of the spec (the workflow passes it apart)
+            spec["data"] = dict(spec["data"], root=a.data_root)
     else:
         cfg = config.load(a.config, {"preset": a.preset} if a.preset else None)
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
@@ -31,7 +34,7 @@ def _train(a):
 def _experiments(a) -> dict:
     from . import config
     subset = {k: json.loads(v) for k in ("methods", "seeds") if (v := getattr(a, k, None))}
-    return config.load(a.config, {"preset": a.preset} | subset)
+    return config.load(a.config, ({"preset": a.preset} if a.preset else {}) | subset)
 
 
 def _labels(cfg) -> dict:
@@ -60,9 +63,9 @@ def _audit(a):
     from . import audit
     cfg = _experiments(a)
     exp = cfg["_experiments"][a.experiment]
-    audit.main(a.summary_csv, a.targets, a.experiment, a.preset, a.out, cfg["audit"]["alpha"],
+    audit.main(a.summary_csv, a.targets, a.experiment, cfg["preset"], a.out, cfg["audit"]["alpha"],
                cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"),
-               exp.get("audit_map"))
+               exp.get("audit_map"), a.reference_runs)
 
 
 def _simulate(a):
@@ -80,7 +83,8 @@ def _simulation_figure(a):
 
 def _report(a):
     from . import report
-    report.main(_experiments(a), a.preset, a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations)
+    cfg = _experiments(a)
+    report.main(cfg, cfg["preset"], a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations)
 
 
 def _share(a):
@@ -89,6 +93,24 @@ def _share(a):
         print(path)
     print("now commit them: git commit -m 'Record data and checkpoints' -- '*.dvc' '.gitignore'",
           file=sys.stderr)
+
+
+def _stale(a):
+    from . import stale
+    table = stale.table(a.results)
+    print(table.to_string(index=False) if len(table) else "no results")
+    other = int((table.training_code != "current").sum()) if len(table) else 0
+    print(f"{other} of {len(table)} results were not made by the current training code", file=sys.stderr)
+    if a.strict and other:
+        sys.exit(1)
+
+
+def _bit_identity(a):
+    from . import equivalence
+    found = equivalence.compare(a.against, a.config, {"root": str(Path(a.data_root).resolve())})
+    print(json.dumps(found, indent=1))
+    if found["differ"]:
+        sys.exit(1)
 
 
 def _verify(a):
@@ -117,6 +139,7 @@ def main(argv=None) -> None:
     t.add_argument("--scenario", choices=["task", "domain", "class"])
     t.add_argument("--method")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-root", help="the data folder, replacing the spec's")
     t.add_argument("--out", required=True)
     t.add_argument("--checkpoints", help="checkpoint folder (resume from it if present)")
     t.add_argument("--device", default="auto")
@@ -133,7 +156,7 @@ def main(argv=None) -> None:
     def analysis(name, help):
         q = sub.add_parser(name, help=help)
         q.add_argument("--config", default="config/config.yaml")
-        q.add_argument("--preset", default="paper")
+        q.add_argument("--preset", help="replaces the configuration's preset")
         return q
 
     g = analysis("aggregate", "collect run results into tidy CSVs")
@@ -156,6 +179,7 @@ def main(argv=None) -> None:
     u.add_argument("--experiment", required=True)
     u.add_argument("--summary-csv", required=True)
     u.add_argument("--targets", default="config/targets.csv")
+    u.add_argument("--reference-runs", help="runs of the authors' code made here (config/reference_runs.csv)")
     u.add_argument("--out", required=True)
     u.set_defaults(fn=_audit)
 
@@ -196,6 +220,17 @@ def main(argv=None) -> None:
     v.add_argument("--out", required=True)
     v.add_argument("--device", default="cpu")
     v.set_defaults(fn=_verify)
+
+    st = sub.add_parser("stale", help="list the results made by training code other than the current")
+    st.add_argument("results", nargs="+")
+    st.add_argument("--strict", action="store_true", help="exit with status 1 if any is not current")
+    st.set_defaults(fn=_stale)
+
+    b = sub.add_parser("bit-identity", help="compare tiny runs of every method with an earlier commit's training code")
+    b.add_argument("--against", required=True, help="the earlier git commit")
+    b.add_argument("--config", default="config/config.yaml")
+    b.add_argument("--data-root", default="data", help="a folder holding MNIST (clrepro download mnist)")
+    b.set_defaults(fn=_bit_identity)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,

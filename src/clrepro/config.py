@@ -77,12 +77,13 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
     path = Path(path)
     config = deep_merge(_load_yaml(path), overrides or {})
     validate(config, "config.schema.yaml", str(path))
+    where = Path(config["config_dir"]) / path.name if config.get("config_dir") else path
     config["_experiments"] = {
-        name: load_experiment(experiment_path(path, name), config)
+        name: load_experiment(experiment_path(where, name), config)
         for name in config["experiments"]
     }
     config["_simulations"] = {
-        name: load_simulation(experiment_path(path, name, "simulations"), config["preset"])
+        name: load_simulation(experiment_path(where, name, "simulations"), config["preset"])
         for name in config["simulations"]
     }
     seeds = config.get("seeds")   # e.g. --config seeds=5, seeds='{split_mnist_vdv19: 5}' or '{exp: {ewc: 2}}'
@@ -117,6 +118,21 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
     except KeyError as err:
         raise ConfigError(f"{path}: data.checksums: {err.args[0]}") from None
     return config
+
+
+def write_resolved(config: dict, config_file: str | os.PathLike, folder: str | os.PathLike) -> Path:
+    """Write the workflow's configuration (its config file with every ``--config`` override
+    applied) as one file every job reads, named by its content (so concurrent workflows of other
+    configurations never share one, and an unchanged one is not rewritten); returns its path."""
+    resolved = {k: v for k, v in config.items() if not k.startswith("_")}
+    resolved["config_dir"] = resolved.get("config_dir") or str(Path(config_file).parent)
+    text = yaml.safe_dump(resolved, sort_keys=True)
+    path = Path(folder) / f"config-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
+    if not path.exists():
+        from .atomic import atomic_path
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    return path
 
 
 def labels(exp: dict) -> dict[str, str]:
@@ -300,6 +316,9 @@ def resolve(config: dict, run: Run) -> dict:
 
 
 def spec_hash(spec: dict) -> str:
-    """Hash of everything that determines the numbers (not where data lives)."""
+    """Hash of everything that determines the numbers: the protocol and, for data other than the
+    official files (``data.checksums`` overrides), their checksums; not where the data live."""
     core = {k: v for k, v in spec.items() if k not in ("spec_hash", "data")}
+    if spec.get("data", {}).get("checksums"):
+        core["data_checksums"] = spec["data"]["checksums"]
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -10,6 +10,7 @@ verified, and its pickles are verified again before ``load`` unpickles them.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import shutil
 import tarfile
@@ -82,6 +83,12 @@ def resources(name: str, checksums: dict[str, str] | None = None) -> list[tuple[
     return res
 
 
+def checksums_of(names: list[str], checksums: dict[str, str] | None = None) -> dict[str, str]:
+    """{``<dataset>/<file>``: md5} of every file the datasets ``names`` are read from: what a
+    run's data are, wherever they are stored."""
+    return {f"{name}/{f}": md5 for name in names for f, md5 in resources(name, checksums)}
+
+
 def raw_folder(root: str | os.PathLike, name: str) -> Path:
     return Path(root) / _lookup(name)[1]
 
@@ -136,7 +143,7 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
     else:
         for fname, md5 in res:
             gz = _fetch_file(dest / fname, md5, fname, get(fname))
-            if fname.endswith(".gz") and not gz.with_suffix("").exists():
+            if fname.endswith(".gz") and not _unpacked_matches(gz):   # missing or damaged: unpack again
                 _gunzip_atomic(gz, gz.with_suffix(""))
     return outputs(root, name, checksums)
 
@@ -178,6 +185,24 @@ def _gunzip_atomic(src: Path, dst: Path) -> None:
         _save(fin, tmp)
 
 
+def _md5_of_stream(stream) -> str:
+    h = hashlib.md5()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        h.update(block)
+    return h.hexdigest()
+
+
+def _unpacked_matches(gz: Path) -> bool:
+    """Whether the unpacked copy beside ``gz`` holds exactly what ``gz`` unpacks to."""
+    plain = gz.with_suffix("")
+    if not plain.is_file():
+        return False
+    with open(plain, "rb") as f:
+        have = _md5_of_stream(f)
+    with gzip.open(gz, "rb") as f:
+        return have == _md5_of_stream(f)
+
+
 def _save(stream, path: Path) -> None:
     with open(path, "wb") as fout:
         shutil.copyfileobj(stream, fout)
@@ -214,7 +239,14 @@ def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, s
     md5s = dict(resources(name, checksums))
     if _is_archive(cls):
         return _load_cifar(cls, name, folder, train, md5s)
-    _require(folder, md5s, name)    # md5s verified when fetching; IDX files are not pickles
+    _require(folder, md5s, name)
+    for f, md5 in md5s.items():      # the split's archives, and what torchvision reads: their unpacked copies
+        if f.endswith(".gz") and f.startswith("train" if train else "t10k"):
+            verify(folder / f, md5, str(folder / f))
+            if not _unpacked_matches(folder / f):
+                raise ChecksumError(f"{folder / f[:-3]} is not what the verified {f} unpacks to (changed, truncated "
+                                    f"or empty): delete it and run `clrepro download {name} --root {root}` (or the "
+                                    f"DAG's download_{name} job), which unpacks it again")
     ds = cls(str(root), train=train, download=False)
     x = ds.data.to(torch.float32).div_(255.0)
     return TensorDataset(x.reshape(len(x), -1), ds.targets.to(torch.long))

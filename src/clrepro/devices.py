@@ -67,7 +67,13 @@ def select_device(request: str = "auto") -> torch.device:
     """``auto``: a GPU of its own (or a share of one, ``jobs_per_gpu``) if CUDA is available, else
     the CPU; or an explicit device."""
     if request != "auto":
-        return torch.device(request)
+        try:
+            dev = torch.device(request)
+        except RuntimeError:
+            raise ValueError(f"device: {request!r} is not a device (auto, cpu, cuda or cuda:N)") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device: {request!r}, but CUDA is not available here (use auto or cpu)")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda", claim_gpu(torch.cuda.device_count()))
     return torch.device("cpu")

@@ -1,6 +1,8 @@
 """What produced a result: code version, package versions, device."""
 from __future__ import annotations
 
+import fnmatch
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -57,3 +59,76 @@ def collect(device: torch.device, repo: str | os.PathLike = ".") -> dict:
     return {"git": git_commit(repo), "packages": package_versions(), "device": device_description(device),
             "hostname": platform.node(),
             "scheduler": {k: os.environ[k] for k in SCHEDULER_VARS if k in os.environ}}
+
+
+# -- the training code a result was made by --------------------------------------------------------
+#: the package's modules on the training path: what can change a run's numbers beside its spec and
+#: data (the spec's resolution, the analysis, the report and the command line cannot)
+TRAINING_CODE = ("data.py", "metrics.py", "models.py", "scenarios.py", "train.py", "methods/*.py")
+PACKAGE = Path(__file__).resolve().parent
+
+#: fingerprints of earlier training code shown bit-identical to the current one (tiny runs of every
+#: method before and after gave the same R and losses, bit for bit): results they made count as
+#: made by the current code. Each entry says what the change was.
+EQUIVALENT_TRAINING_CODE = {
+    "c17a55c6ef120625": "the training code up to ffae70c; the next version adds the checkpoints' sha256 and "
+                        "weights-only loading, the finite-loss check, the verification of the MNIST files read, "
+                        "and the permuted benchmark's pad and permute_first (absent: as before). `clrepro "
+                        "bit-identity --against ffae70c`: 95 tiny runs, every method and scenario of the five "
+                        "MNIST experiments, stopped and resumed, gave the same R, losses, untrained accuracies "
+                        "and method logs, bit for bit",
+}
+
+
+def _fingerprint(files: dict[str, bytes]) -> str:
+    h = hashlib.sha256()
+    for name in sorted(files):
+        h.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+    return h.hexdigest()[:16]
+
+
+def training_code() -> str:
+    """Fingerprint of the training code that runs now (the files of ``TRAINING_CODE``)."""
+    return _fingerprint({p.relative_to(PACKAGE).as_posix(): p.read_bytes()
+                         for pattern in TRAINING_CODE for p in PACKAGE.glob(pattern)})
+
+
+def training_code_at(commit: str, repo: str | os.PathLike = ".") -> str | None:
+    """Fingerprint of the training code of a git ``commit`` of the repository at ``repo`` (for
+    results recorded before results carried one); None when git cannot tell."""
+    prefix = "src/clrepro/"
+    try:
+        listing = subprocess.run(["git", "ls-tree", "-r", "--full-tree", "--name-only", commit, "--", prefix], cwd=repo,
+                                 capture_output=True, text=True, timeout=20)
+        if listing.returncode != 0:
+            return None
+        files = {}
+        for path in listing.stdout.split():
+            rel = path[len(prefix):]
+            if any(fnmatch.fnmatchcase(rel, pattern) for pattern in TRAINING_CODE):
+                blob = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=repo, capture_output=True, timeout=20)
+                if blob.returncode != 0:
+                    return None
+                files[rel] = blob.stdout
+        return _fingerprint(files) if files else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def code_status(fingerprint: str | None, current: str) -> str:
+    """``current`` (or made by code shown bit-identical to it), ``other`` or ``unknown``."""
+    if fingerprint is None:
+        return "unknown"
+    return "current" if fingerprint == current or fingerprint in EQUIVALENT_TRAINING_CODE else "other"
+
+
+def committed_version(path: str | os.PathLike) -> bytes | None:
+    """The content of ``path`` in the last commit of the git repository holding it, or None (not in
+    a repository, or not committed)."""
+    path = Path(path).resolve()
+    try:
+        proc = subprocess.run(["git", "show", f"HEAD:./{path.name}"], cwd=path.parent, capture_output=True,
+                              timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout if proc.returncode == 0 else None

@@ -131,18 +131,31 @@ def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
 def audit_section(audit: pd.DataFrame) -> str:
     counts = audit.verdict.value_counts().to_dict()
     cols = ["target_id", "scenario", "method", "label", "metric", "published", "published_sem", "n_published",
-            "ours", "ours_sem", "n_ours", "difference", "test", "p_value", "verdict", "source", "provenance", "note"]
+            "ours", "ours_sem", "n_ours", "difference", "test", "p_value", "verdict", "reference_code",
+            "reference_code_runs", "source", "provenance", "note"]
     cols = [c for c in cols if c in audit.columns]
     summary = ", ".join(f"{v}: {k}" for k, v in counts.items())
     table = _table(audit[cols], left=("target_id", "scenario", "method", "label", "metric", "test", "verdict",
-                                      "source", "provenance", "note"),
+                                      "reference_code_runs", "source", "provenance", "note"),
                    row_style=lambda r: f"background:{VERDICT_COLOURS.get(r['verdict'], '#fff')}")
     return f"<p>Verdicts — {html.escape(summary)}.</p>{table}"
 
 
+def rerun_section(runs: pd.DataFrame) -> str:
+    """Committed results that a rerun did not reproduce (``<seed>.rerun.json`` beside them, read by
+    the aggregation into ``rerun_acc``): both numbers, side by side."""
+    if "rerun_acc" not in runs or runs.rerun_acc.isna().all():
+        return ""
+    t = runs[runs.rerun_acc.notna()][["experiment", "scenario", "label", "seed", "acc", "rerun_acc", "rerun_device"]]
+    return ("<div class='banner'>A rerun of these committed results gave other numbers; the committed ones are "
+            "kept and shown everywhere else, the reruns are in the <code>.rerun.json</code> files beside them.</div>"
+            + _table(t.rename(columns={"acc": "committed acc", "rerun_acc": "rerun acc"}),
+                     left=("experiment", "scenario", "label", "rerun_device")))
+
+
 def provenance_section(runs: pd.DataFrame) -> str:
     versions = [c for c in runs.columns if c.startswith("version.")]
-    prov = runs.groupby(["git_commit", "git_dirty", "device", *versions], dropna=False).agg(
+    prov = runs.groupby(["git_commit", "git_dirty", "training_code", "device", *versions], dropna=False).agg(
         runs=("seed", "size"), train_hours=("train_seconds", lambda s: s.sum() / 3600)).reset_index()
     prov.columns = [c.replace("version.", "") for c in prov.columns]
     return _table(prov, left=("git_commit", "device"))
@@ -299,7 +312,11 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     parts.append("<h2>How this was produced</h2>")
     parts.append("<p><code>snakemake --cores all" + ("" if preset == "paper" else f" --config preset={preset}")
                  + "</code>; every run's spec, seeds and provenance are in <code>runs.csv</code> and the "
-                 "per-run JSON files beside this report.</p>")
+                 "per-run JSON files beside this report. <code>training_code</code>: whether a run was made by "
+                 "the training code of this version (<code>current</code>, or code shown bit-identical to it), by "
+                 "<code>other</code> code, or <code>unknown</code> (uncommitted code); "
+                 "<code>clrepro stale</code> lists them.</p>")
+    parts.append(rerun_section(runs))
     parts.append(provenance_section(runs))
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -154,12 +154,25 @@ def permutations(n_tasks: int, dim: int, seed: int, first_identity: bool = True)
     return perms
 
 
+def pad_images(ds: TensorDataset, pad: int) -> TensorDataset:
+    """Flat square images (N, s*s) framed by ``pad`` pixels of zeros on each side, flat again
+    (N, (s+2 pad)^2): MNIST at 32x32, as the reference code's ``transforms.Pad(2)``."""
+    side = math.isqrt(ds.x.shape[1])
+    if side * side != ds.x.shape[1]:
+        raise ValueError(f"benchmark.pad: the inputs are not square images (dimension {ds.x.shape[1]})")
+    x = torch.nn.functional.pad(ds.x.reshape(-1, side, side), (pad, pad, pad, pad))
+    return TensorDataset(x.reshape(len(x), -1), ds.y)
+
+
 def permuted(train: TensorDataset, test: TensorDataset, scenario: str, n_tasks: int, perm_seed: int,
-             first_identity: bool = True, name: str = "permuted") -> Benchmark:
-    """Permuted benchmark: every task is the whole dataset under its own pixel permutation."""
+             first_identity: bool = True, name: str = "permuted", pad: int = 0) -> Benchmark:
+    """Permuted benchmark: every task is the whole dataset under its own pixel permutation, of the
+    images framed by ``pad`` pixels of zeros (``pad_images``); task 1 unpermuted if ``first_identity``."""
     _check_scenario(scenario)
     if train.x.dim() != 2:
         raise ValueError(f"a permuted benchmark needs flat inputs (N, D), got shape {tuple(train.x.shape)}")
+    if pad:
+        train, test = pad_images(train, pad), pad_images(test, pad)
     k = int(train.y.max()) + 1
     perms = permutations(n_tasks, train.x.shape[1], perm_seed, first_identity)
 

@@ -67,11 +67,13 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
         run = clconfig.Run(result["experiment"], result["scenario"], result["method"], result["seed"])
         spec = clconfig.resolve(cfg, run)
         folder = clconfig.checkpoint_dir(cfg, run)
-        found = latest_checkpoint(folder, result["spec_hash"]) if folder.exists() else None
+        refused = []
+        found = latest_checkpoint(folder, result["spec_hash"], refused) if folder.exists() else None
         row = {"run": run.path, "spec_hash": result["spec_hash"], "checkpoint": str(folder)}
         last = len(result["R"]) - 1
         if found is None or found[0]["task"] != last or found[0].get("step") is not None:
-            rows.append(row | {"status": "missing", "max_abs_diff": None})
+            status = f"refused: {refused[0]}" if refused else "missing"
+            rows.append(row | {"status": status, "max_abs_diff": None})
             continue
         dev = torch.device(device)
         bench, model, amp = setup(spec, result["provenance"], dev)

@@ -6,6 +6,7 @@ checkpoints inside a task. A restarted run resumes from the latest and ends with
 as an uninterrupted one."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -56,7 +57,8 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
                                name=spec["experiment"], all_outputs=bench.get("outputs") == "all")
     if bench["type"] == "permuted":
         return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
-                                  name=spec["experiment"])
+                                  first_identity=not bench.get("permute_first", False), name=spec["experiment"],
+                                  pad=bench.get("pad", 0))
     raise ValueError(f"benchmark.type: unknown benchmark {bench['type']!r}")
 
 
@@ -116,18 +118,37 @@ def _ckpt_order(folder: Path) -> tuple[int, float]:
         return -1, -1.0
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be written (the message names it and the cause)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def save_checkpoint(folder: Path, task: int, state: dict, meta: dict, step: int | None = None) -> None:
     """Write ``<name>/{state.pt,meta.json}`` via a temporary folder and one rename, then drop
-    older checkpoints."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
+    older checkpoints. The meta records the state file's sha256, checked when it is loaded."""
+    final = folder / _ckpt_name(task, step)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".tmp-"))
+    except OSError as err:
+        raise CheckpointError(f"cannot write the checkpoint {final}: {err}") from None
     try:
         torch.save(state, tmp / "state.pt")
+        meta = dict(meta, state_sha256=_sha256(tmp / "state.pt"))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        final = folder / _ckpt_name(task, step)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
+    except (OSError, RuntimeError) as err:   # torch reports a full disk as a RuntimeError
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write the checkpoint {final} (is the disk full?): {err}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -136,9 +157,29 @@ def save_checkpoint(folder: Path, task: int, state: dict, meta: dict, step: int 
             shutil.rmtree(old, ignore_errors=True)
 
 
-def latest_checkpoint(folder: Path, spec_hash: str) -> tuple[dict, dict] | None:
-    """The most advanced checkpoint of this run configuration, or None. Leftovers of a writer
-    killed mid-write (``.tmp-*``) are removed."""
+def load_state(ckpt: Path, meta: dict) -> dict:
+    """A checkpoint's ``state.pt``, checked against the sha256 its meta records (where the meta
+    has one), loaded as plain tensors and containers only (``weights_only``: a pickle that would
+    run code is refused, never run). Raises ValueError naming the file."""
+    path = ckpt / "state.pt"
+    recorded = meta.get("state_sha256")
+    try:
+        if recorded is not None and _sha256(path) != recorded:
+            raise ValueError("its sha256 is not the one its meta.json records: it was changed after it was written")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:   # a changed file, an unpickling error, a truncated archive, ...
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} is refused: {reason}") from None
+
+
+def latest_checkpoint(folder: Path, identity: dict | str, refused: list | None = None) -> tuple[dict, dict] | None:
+    """The most advanced checkpoint of this run, or None. ``identity``: what the checkpoint's meta
+    must record (``spec_hash``, and for resuming the ``training_code`` and ``data`` checksums; a
+    plain string is a spec hash). Checkpoints of another identity, or whose state file is changed,
+    corrupt or not plain tensors, are set aside with a warning (and the reason appended to
+    ``refused``); leftovers of a writer killed mid-write (``.tmp-*``) are removed."""
+    if isinstance(identity, str):
+        identity = {"spec_hash": identity}
     for tmp in folder.glob(".tmp-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     for ckpt in sorted(folder.glob("task-*"), key=_ckpt_order, reverse=True):
@@ -146,10 +187,19 @@ def latest_checkpoint(folder: Path, spec_hash: str) -> tuple[dict, dict] | None:
             meta = json.loads((ckpt / "meta.json").read_text())
         except (OSError, ValueError):
             continue
-        if meta.get("spec_hash") != spec_hash:
-            log.warning("ignoring checkpoint %s of a different run configuration", ckpt)
+        other = [k for k, v in identity.items() if meta.get(k) != v]
+        if other:
+            log.warning("ignoring checkpoint %s: made with another %s", ckpt, " and ".join(other))
             continue
-        return meta, torch.load(ckpt / "state.pt", map_location="cpu", weights_only=False)
+        if "training_code" in identity and "state_sha256" not in meta:
+            log.warning("ignoring checkpoint %s: it records no checksum of its state", ckpt)
+            continue
+        try:
+            return meta, load_state(ckpt, meta)
+        except ValueError as err:
+            log.warning("ignoring checkpoint: %s", err)
+            if refused is not None:
+                refused.append(str(err))
     return None
 
 
@@ -255,8 +305,12 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         torch.set_num_threads(threads)
     dev = select_device(device)
     prov = provenance.collect(dev, Path(__file__).resolve().parents[2])   # the code that runs now
+    # what a checkpoint must have been made with to be resumed: this spec, data and training code
+    identity = {"spec_hash": spec["spec_hash"], "training_code": provenance.training_code(),
+                "data": datasets.checksums_of(config.dataset_names(spec), spec["data"]["checksums"])}
+    prov.update(training_code=identity["training_code"], data=identity["data"])
     ckpt_dir = Path(checkpoints) if checkpoints else None
-    resumed = ckpt_dir and latest_checkpoint(ckpt_dir, spec["spec_hash"])
+    resumed = ckpt_dir and latest_checkpoint(ckpt_dir, identity)
     recorded = resumed[0].get("precision") if resumed else None
     prov.update(execution(spec, dev, recorded if recorded and precision == "auto" else precision))
     if recorded and recorded != prov["precision"]:
@@ -296,7 +350,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         """``loop``: inside a task, the loop's own running state (loss sum, seconds so far)."""
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "method": method.state_dict(), "rng": _rng_state(dev)}
-        meta = {"task": t, "step": step, "spec_hash": spec["spec_hash"], "R": rows,
+        meta = {"task": t, "step": step, **identity, "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
                 "method_log": method_log,
                 "precision": prov["precision"], "run": _run_id(spec)}
@@ -338,6 +392,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                 model.constrain()
                 method.after_step()
                 loss_sum += loss.detach()
+                if dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
+                    _check_finite(loss_sum, spec, t, step)
                 if step + 1 == iters or not ckpt_dir:
                     continue
                 now = time.perf_counter()
@@ -383,8 +439,45 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "resumed": bool(resumed),
         "provenance": prov,
     }
-    write_json_atomic(Path(out), result)
+    write_result(Path(out), result)
     return result
+
+
+class NonFiniteLoss(ValueError):
+    """The training loss became NaN or infinite: the run stops rather than record chance accuracy."""
+
+
+def _check_finite(loss_sum: torch.Tensor, spec: dict, task: int, step: int) -> None:
+    if not bool(torch.isfinite(loss_sum)):
+        run = "/".join(str(v) for v in _run_id(spec).values())
+        raise NonFiniteLoss(f"run {run}: the training loss became {float(loss_sum)} by step {step + 1} of task "
+                            f"{task + 1}; nothing was recorded (a smaller learning rate or regularisation "
+                            "strength may help)")
+
+
+def write_result(out: Path, result: dict) -> None:
+    """Write a run's result, unless ``out`` is a committed result (in the last git commit of its
+    repository): that record is kept byte for byte. A rerun with other numbers (R or losses) is
+    written beside it as ``<name>.rerun.json`` for the report to show, with a warning."""
+    committed = provenance.committed_version(out)
+    if committed is None:
+        write_json_atomic(out, result)
+        return
+    try:
+        before = json.loads(committed)
+        same = before["R"] == result["R"] and before["train_loss"] == result["train_loss"]
+    except (ValueError, KeyError, TypeError):
+        same = False
+    with atomic_path(out) as tmp:   # the job's output: the committed record, as it was
+        tmp.write_bytes(committed)
+    if same:
+        log.info("%s: the rerun reproduces the committed result; kept as committed", out)
+        return
+    beside = out.with_name(f"{out.stem}.rerun.json")
+    write_json_atomic(beside, result)
+    log.warning("%s is a committed result and this rerun gives other numbers: the committed one is kept and "
+                "the rerun written to %s (replace the record deliberately: git rm it, then move the rerun into "
+                "place)", out, beside)
 
 
 def _run_id(spec: dict) -> dict:

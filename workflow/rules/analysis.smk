@@ -1,5 +1,6 @@
 # Aggregate -> figures -> audit. Numbers reach the report from these files, never retyped.
 TARGETS = "config/targets.csv"
+REFERENCE_RUNS = "config/reference_runs.csv"
 
 
 rule aggregate:
@@ -9,11 +10,13 @@ rule aggregate:
         runs=report(f"{OUT}/runs.csv", caption="../report/runs.rst", category="Tables"),
         accuracy=f"{OUT}/accuracy.csv",
         summary=report(f"{OUT}/summary.csv", caption="../report/summary.rst", category="Tables"),
+    params:
+        inputs=inputs_param,
     log:
         f"logs/{PRESET}/aggregate.log",
     shell:
-        "clrepro aggregate {input} --config {CONFIGFILE} --preset {PRESET} --runs-csv {output.runs} "
-        "--accuracy-csv {output.accuracy} --summary-csv {output.summary} > {log} 2>&1"
+        "clrepro aggregate {input:q} --config {RESOLVED} --runs-csv {output.runs:q} "
+        "--accuracy-csv {output.accuracy:q} --summary-csv {output.summary:q} > {log:q} 2>&1"
 
 
 rule figure:
@@ -28,20 +31,22 @@ rule figure:
     log:
         f"logs/{PRESET}/figure_{{experiment}}_{{kind}}.log",
     shell:
-        "clrepro figure {wildcards.kind} --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
-        "--accuracy-csv {input.accuracy} --summary-csv {input.summary} --audit {input.audit} --out {output} "
-        "> {log} 2>&1"
+        "clrepro figure {wildcards.kind} --config {RESOLVED} --experiment {wildcards.experiment} "
+        "--accuracy-csv {input.accuracy:q} --summary-csv {input.summary:q} --audit {input.audit:q} --out {output:q} "
+        "> {log:q} 2>&1"
 
 
 rule audit:
     input:
         summary=f"{OUT}/summary.csv",
         targets=TARGETS,
+        reference_runs=REFERENCE_RUNS,
         experiment=lambda w: experiment_config(w.experiment),
     output:
         report(f"{OUT}/audit/{{experiment}}_audit.csv", caption="../report/audit.rst", category="Audit"),
     log:
         f"logs/{PRESET}/audit_{{experiment}}.log",
     shell:
-        "clrepro audit --config {CONFIGFILE} --preset {PRESET} --experiment {wildcards.experiment} "
-        "--summary-csv {input.summary} --targets {input.targets} --out {output} > {log} 2>&1"
+        "clrepro audit --config {RESOLVED} --experiment {wildcards.experiment} "
+        "--summary-csv {input.summary:q} --targets {input.targets:q} --reference-runs {input.reference_runs:q} "
+        "--out {output:q} > {log:q} 2>&1"

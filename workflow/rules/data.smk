@@ -13,6 +13,5 @@ for _dataset in clconfig.all_datasets(CFG):
         log:
             f"logs/download_{_dataset}.log",
         shell:
-            "clrepro download {params.dataset} --root {DATA} "
-            "$( [ -n '{params.mirror}' ] && echo --mirror {params.mirror:q} ) "
-            "--checksums {params.checksums:q} > {log} 2>&1"
+            f"clrepro download {{params.dataset}} --root {shlex.quote(DATA)} "
+            "--mirror {params.mirror:q} --checksums {params.checksums:q} > {log:q} 2>&1"

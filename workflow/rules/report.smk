@@ -10,10 +10,12 @@ rule report:
         simulations=SIMULATION_RECORDS,
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
+    params:
+        inputs=inputs_param,
     log:
         f"logs/{PRESET}/report.log",
     shell:
-        "clrepro report --config {CONFIGFILE} --preset {PRESET} --summary-csv {input.summary} "
-        "--runs-csv {input.runs} --audit {input.audits} --figures {input.figures} {input.simulation_plots} "
-        "--simulations {input.simulations} --out {output} {SUBSET_ARG} "
-        "> {log} 2>&1"
+        "clrepro report --config {RESOLVED} --summary-csv {input.summary:q} "
+        "--runs-csv {input.runs:q} --audit {input.audits:q} --figures {input.figures:q} {input.simulation_plots:q} "
+        "--simulations {input.simulations:q} --out {output:q} "
+        "> {log:q} 2>&1"

@@ -38,9 +38,9 @@ rule simulate:
     resources:
         gpu=uses_gpu(),
     shell:
-        "clrepro simulate --config {CONFIGFILE} --preset {PRESET} --simulation {wildcards.simulation} "
-        "--panel {wildcards.panel} --csv {output.csv} --json {output.json} --device {config[device]} "
-        "--threads {threads} > {log} 2>&1"
+        "clrepro simulate --config {RESOLVED} --simulation {wildcards.simulation} "
+        "--panel {wildcards.panel} --csv {output.csv:q} --json {output.json:q} --device {config[device]:q} "
+        "--threads {threads} > {log:q} 2>&1"
 
 
 rule simulation_figure:
@@ -53,5 +53,5 @@ rule simulation_figure:
     log:
         f"logs/{PRESET}/simulation_figure/{{simulation}}_{{simulation_figure}}.log",
     shell:
-        "clrepro simulation-figure {wildcards.simulation_figure} --csv {input.csv} --json {input.json} "
-        "--out {output} > {log} 2>&1"
+        "clrepro simulation-figure {wildcards.simulation_figure} --csv {input.csv:q} --json {input.json:q} "
+        "--out {output:q} > {log:q} 2>&1"

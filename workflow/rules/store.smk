@@ -8,10 +8,12 @@ rule verify:
         RESULTS,
     output:
         f"{OUT}/audit/checkpoints.csv",
+    params:
+        inputs=inputs_param,
     log:
         f"logs/{PRESET}/verify.log",
     shell:
-        "clrepro verify {input} --config {CONFIGFILE} --preset {PRESET} --out {output} > {log} 2>&1"
+        "clrepro verify {input:q} --config {RESOLVED} --out {output:q} > {log:q} 2>&1"
 
 
 rule share:
@@ -21,4 +23,4 @@ rule share:
         REPORT,
     localrule: True
     shell:
-        "clrepro share --config {CONFIGFILE} --preset {PRESET}"
+        "clrepro share --config {RESOLVED}"

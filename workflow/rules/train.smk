@@ -1,27 +1,30 @@
 # One job per experiment x scenario x method x seed. The run's spec (protocol, hyperparameters,
-# seeds) is its only param, so changing it reruns the job, and nothing else does: the data are
-# `ancient` (re-fetching them or `dvc pull` does not), and the device, the precision, the
-# checkpoint folder and timer are written into the command (profiles/default leaves out the `code`
-# rerun trigger). Checkpoints are not declared outputs: they survive a failed,
-# killed or preempted job (SIGTERM checkpoints and exits 143) and the retry resumes from them.
+# seeds, data checksums) is its only param, so changing it reruns the job, and nothing else does:
+# a result present with this spec has no inputs (fetching the data or `dvc pull` does not rerun
+# it), and the data folder, device, precision, checkpoint folder and timer are written into the
+# command (profiles/default leaves out the `code` rerun trigger). A result committed to git is
+# never replaced: a rerun with other numbers is written beside it (`clrepro train`). Checkpoints
+# are not declared outputs: they survive a failed, killed or preempted job (SIGTERM checkpoints
+# and exits 143) and the retry resumes from them.
 rule train:
     input:
-        lambda w: ancient(experiment_files(w.experiment)),
+        training_inputs,
     output:
         f"{OUT}/runs/{{experiment}}/{{scenario}}/{{method}}/seed{{seed}}.json",
     params:
-        spec=lambda w: json.dumps(run_spec(w), sort_keys=True),
+        spec=spec_param,
     log:
         f"logs/{PRESET}/train/{{experiment}}/{{scenario}}/{{method}}/seed{{seed}}.log",
     threads: config["threads_per_job"]
     resources:
         gpu=uses_gpu(),
     shell:
-        "clrepro train --spec {params.spec:q} --out {output} --threads {threads} "
-        f"--checkpoints {CKPT}/{{wildcards.experiment}}/{{wildcards.scenario}}/{{wildcards.method}}/"
-        f"seed{{wildcards.seed}} --device {config['device']} --checkpoint-every {config['checkpoint_every_s']} "
+        "clrepro train --spec {params.spec:q} --out {output:q} --threads {threads} "
+        f"--data-root {shlex.quote(DATA)} --checkpoints "
+        f"{shlex.quote(CKPT)}/{{wildcards.experiment}}/{{wildcards.scenario}}/{{wildcards.method}}/seed{{wildcards.seed}} "
+        f"--device {shlex.quote(config['device'])} --checkpoint-every {config['checkpoint_every_s']} "
         f"--precision {config['precision']} "
-        "> {log} 2>&1"
+        "> {log:q} 2>&1"
 
 
 rule runs:
