@@ -203,8 +203,10 @@ def test_paths_with_spaces_and_shell_characters_reach_every_job_intact(tiny_mnis
                         checkpoints="my checkpoints $(touch injected)")
     cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cfg["data"]["root"] = "my data"
+    mirror, cfg["data"]["mirror"] = cfg["data"]["mirror"], None     # the mirror from the environment
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    proc = snakemake(work, "--cores", "2", "all", "verify")
+    proc = subprocess.run(snakemake_cmd(work, "--cores", "2", "all", "verify"), capture_output=True, text=True,
+                          env=dict(env(), CLREPRO_DATA_MIRROR=mirror), timeout=930)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
     assert not (work / "injected").exists()
     assert (work / "my data" / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()

@@ -14,4 +14,4 @@ for _dataset in clconfig.all_datasets(CFG):
             f"logs/download_{_dataset}.log",
         shell:
             f"clrepro download {{params.dataset}} --root {shlex.quote(DATA)} "
-            "--mirror {params.mirror:q} --checksums {params.checksums:q} > {log:q} 2>&1"
+            "--mirror={params.mirror:q} --checksums={params.checksums:q} > {log:q} 2>&1"
