@@ -130,16 +130,20 @@ def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
 
 
 def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp_path):
-    """`--config seeds=1` reaches the report's command, and the report then names the shortfall."""
+    """`--config seeds=1` reaches the report's command (in the resolved configuration every job
+    reads), and the report then names the shortfall."""
     out, work = workflow_run
     proc = snakemake(work, "--cores", "1", "--dry-run", "--printshellcmds", "--forcerun", "report",
                      "--config", "seeds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "--seeds 1 " in proc.stdout and "rule train:" not in proc.stdout
+    assert "rule train:" not in proc.stdout
+    command = next(line for line in proc.stdout.splitlines() if line.strip().startswith("clrepro report"))
+    resolved = command.split("--config ")[1].split()[0]
+    assert yaml.safe_load((work / resolved).read_text())["seeds"] == 1
     page = tmp_path / "report.html"
-    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--config", "config/config.yaml",
-                           "--preset", "test", "--summary-csv", str(out / "summary.csv"),
-                           "--runs-csv", str(out / "runs.csv"), "--out", str(page), "--seeds", "1"],
+    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--config", resolved,
+                           "--summary-csv", str(out / "summary.csv"),
+                           "--runs-csv", str(out / "runs.csv"), "--out", str(page)],
                           cwd=work, capture_output=True, text=True, env=env())
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "This report holds 1 of the 2 seeds" in page.read_text()
