@@ -137,7 +137,7 @@ def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp
                      "--config", "seeds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rule train:" not in proc.stdout
-    command = next(line for line in proc.stdout.splitlines() if line.strip().startswith("clrepro report"))
+    command = next(line for line in proc.stdout.splitlines() if "clrepro report " in line)
     resolved = command.split("--config ")[1].split()[0]
     assert yaml.safe_load((work / resolved).read_text())["seeds"] == 1
     page = tmp_path / "report.html"
