@@ -1,4 +1,5 @@
 # clrepro: replicate continual-learning experiments and audit them against the published numbers.
+#   snakemake --cores all --config preset=demo  # see it work: a real report from MNIST in minutes
 #   snakemake --cores all                       # the paper protocols (config/config.yaml)
 #   snakemake --cores all --config preset=quick # the same DAG at reduced scale
 #   snakemake --cores 1 share                   # record data + checkpoints in DVC, push
@@ -21,4 +22,30 @@ rule all:
     default_target: True
     input:
         REPORT,
-        RESULTS,
+        RESULTS_BY_EXPERIMENT,
+
+
+# What the configuration costs, when the DAG starts; what could not run, when it ends.
+
+onstart:
+    from clrepro import cost
+
+    print(cost.summary(CFG, [run for run in RUNS if not present(run)]), file=sys.stderr)
+
+
+onsuccess:
+    for _experiment in EXPERIMENTS:
+        _why = unavailable(_experiment, status=recorded_status)
+        if _why:
+            print(f"clrepro: {_experiment} could not run: {_why}. {REPORT} says so.", file=sys.stderr)
+
+
+onerror:
+    # `log`: Snakemake's log of this call, into which show-failed-logs copies each failed job's log
+    try:
+        _interrupted = Path(log).read_text().count("clrepro train: interrupted")
+    except (OSError, TypeError):
+        _interrupted = 0
+    if _interrupted:
+        print(f"clrepro: {_interrupted} training run(s) were interrupted (their logs above say where they are "
+              "checkpointed); rerun the same command to resume them.", file=sys.stderr)

@@ -4,12 +4,13 @@ import math
 
 import pandas as pd
 import pytest
+from matplotlib.lines import Line2D
 from scipy import stats
 
+from clrepro import figures
 from clrepro.aggregate import summarise
 from clrepro.audit import audit, predictive, to_sem, verdict, welch
-from clrepro import figures
-from clrepro.figures import method_styles
+from clrepro.figures import method_family, method_styles, panels
 
 
 def test_welch_hand_computed():
@@ -67,10 +68,10 @@ TARGETS = pd.DataFrame([
 
 def test_audit_rows_verdicts_and_cells_not_run():
     summary = summarise(runs_frame([90.0, 92.0, 94.0]))
-    out = audit(summary, TARGETS, "pub", "e", "paper", notes={"a": "why"}).set_index("target_id")
+    out = audit(summary, TARGETS, "pub", "e", "paper").set_index("target_id")
     assert list(out.index) == ["a", "b"]                 # only this experiment's targets
     assert out.loc["a", "difference"] == pytest.approx(-0.5)
-    assert out.loc["a", "verdict"] == "agrees" and out.loc["a", "note"] == "why"
+    assert out.loc["a", "verdict"] == "agrees"
     assert out.loc["b", "verdict"] == "not run"
     far = audit(summarise(runs_frame([80.0, 80.5, 81.0])), TARGETS, "pub", "e", "paper")
     assert far.set_index("target_id").loc["a", "verdict"] == "disagrees"
@@ -179,6 +180,118 @@ def test_bars_of_methods_beyond_ten_are_hatched_like_their_dashed_lines(draw, mo
     drawn = []
     monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig))
     getattr(figures, draw)(summary, audit, "t", tmp_path / "f.png", order=labels)
-    bars = [b for b in drawn[0].axes[0].patches if b.get_height() == 50.0]
+    bars = [b for ax in drawn[0].axes for b in ax.patches if b.get_height() == 50.0]
     assert [b.get_facecolor() for b in bars[:2]] == [b.get_facecolor() for b in bars[10:]]
     assert [bool(b.get_hatch()) for b in bars] == [False] * 10 + [True] * 2
+
+
+# An experiment of 17 methods (split_mnist_vdv19's): label -> library method.
+METHODS17 = {"None": "none", "Joint": "joint", "EWC": "ewc", "Online EWC": "ewc", "SI": "si", "LwF": "lwf",
+             "LwF (KD summed over units)": "lwf", "LwF (no T²)": "lwf", "MAS": "mas", "L2": "l2", "iCaRL": "icarl",
+             "DGR": "dgr", "DGR+distill": "dgr", "BI-R": "bir", "CLN": "cln", "ER": "er", "A-GEM": "agem"}
+ORDER17 = list(METHODS17)
+FAMILIES17 = {label: method_family(m) for label, m in METHODS17.items()}
+
+
+def test_every_registered_method_has_a_family():
+    from clrepro.methods import REGISTRY
+    assert {name: method_family(name) for name in REGISTRY if method_family(name) == "other"} == {}
+    assert method_family("ewc") == "regularisation" and method_family("icarl") == "replay"
+    assert method_family("none") == "baselines" and method_family("none", "sdm") == "architecture"
+    assert method_family("ewc", "sdm") == "regularisation" and method_family("no such method") == "other"
+
+
+def test_panels_hold_at_most_eight_methods_with_the_baselines_in_each():
+    got = panels(ORDER17, FAMILIES17)
+    assert [name for name, _ in got] == ["regularisation", "distillation", "replay", "generative replay",
+                                         "architecture"]
+    assert all(len(methods) <= 8 and methods[:2] == ["None", "Joint"] for _, methods in got)
+    assert {m for _, methods in got for m in methods} == set(ORDER17)
+    # a family beyond eight is cut into near-equal parts; no baseline: no reference
+    many = [f"SI {i}" for i in range(13)]
+    cut = panels(["None", *many], {"None": "baselines"} | {m: "regularisation" for m in many})
+    assert [(name, len(methods)) for name, methods in cut] == [("regularisation (1/2)", 7), ("regularisation (2/2)", 8)]
+    assert [len(methods) for _, methods in panels(many, {m: "regularisation" for m in many})] == [6, 7]
+    # without families: all the methods, eight at most per panel
+    assert [len(methods) for _, methods in panels(ORDER17)] == [5, 6, 6]
+
+
+def test_method_styles_by_family_give_a_panel_distinct_colours_and_keep_the_plain_scheme_without():
+    palette, dashes = method_styles(ORDER17, FAMILIES17)
+    for _, methods in panels(ORDER17, FAMILIES17):
+        assert len({palette[m] for m in methods}) == len(methods)
+    assert len({(palette[m], dashes[m]) for m in ORDER17}) == 17
+    assert method_styles(ORDER17) == method_styles(ORDER17, None)
+
+
+def frames17():
+    """accuracy, summary and audit tables of a 2-task experiment with the 17 methods, 2 seeds, in two
+    scenarios (to draw fast); iCaRL and CLN in Class-IL only, as in the configuration."""
+    rows = [{"experiment": "e", "scenario": sc, "label": m, "seed": seed, "after_task": after, "task": task,
+             "accuracy": 90.0 - 3 * i + seed} for sc in ("task", "class")
+            for i, m in enumerate(ORDER17) if sc == "class" or m not in ("iCaRL", "CLN")
+            for seed in (0, 1) for after in range(3) for task in (1, 2)]
+    acc = pd.DataFrame(rows)
+    last = acc[acc.after_task == 2]
+    final = last.groupby(["scenario", "label", "seed"], as_index=False).accuracy.mean()
+    summary = pd.concat([
+        final.groupby(["scenario", "label"], as_index=False).accuracy.agg(mean="mean", sem="sem").assign(metric="acc"),
+        last.groupby(["scenario", "label", "task"], as_index=False).accuracy.agg(mean="mean", sem="sem")
+        .assign(metric=lambda d: "acc_task" + d.task.astype(str)).drop(columns="task")])
+    audit = pd.DataFrame({"metric": ["acc", "acc", "acc_task1"], "published": [95.0, 20.0, 90.0],
+                          "published_sem": [0.5, None, 1.0], "our_scenario": ["task", "class", "task"],
+                          "label": ["EWC", "None", "EWC"]})
+    return acc, summary.assign(experiment="e"), audit
+
+
+@pytest.fixture(scope="module")
+def figures17(tmp_path_factory):
+    """{kind: (figure, its PNG)} of the 17-method experiment, drawn once."""
+    acc, summary, audit = frames17()
+    folder = tmp_path_factory.mktemp("figures17")
+    args = {"accuracy_per_task": (acc, "t"), "average_accuracy": (acc, audit, "t"),
+            "final_accuracy": (summary, audit, "t"), "task_bars": (summary[summary.scenario == "task"], audit, "t")}
+    return {kind: (getattr(figures, kind)(*a, folder / f"{kind}.png", ORDER17, families=FAMILIES17),
+                   folder / f"{kind}.png") for kind, a in args.items()}
+
+
+def _colours(fig) -> dict:
+    """{label: colour} of the methods in a figure's legends, or of its bars named by the x ticks."""
+    from matplotlib.colors import to_hex
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    got = {t.get_text().replace("\n", " "): to_hex(h.get_color() if isinstance(h, Line2D) else h.get_facecolor())
+           for leg in legends for t, h in zip(leg.get_texts(), leg.legend_handles)
+           if not t.get_text().startswith("pub")}
+    if not got:   # final_accuracy: the bottom row's bars (every method ran in Class-IL), named by its ticks
+        ax = [ax for ax in fig.axes if ax.patches][-1]
+        at = {round(b.get_x() + b.get_width() / 2, 6): b for b in ax.patches}
+        got = {t.get_text(): to_hex(at[round(x, 6)].get_facecolor())
+               for x, t in zip(ax.get_xticks(), ax.get_xticklabels())}
+    return got
+
+
+@pytest.mark.parametrize("kind", ["accuracy_per_task", "average_accuracy", "final_accuracy", "task_bars"])
+def test_figures_of_seventeen_methods_fit_the_page_legibly_with_eight_methods_a_panel(kind, figures17):
+    fig, png = figures17[kind]
+    width, smallest = figures.legibility(fig, png)
+    assert width <= 1150 and smallest >= 9     # 9 pt at 120 dpi: 15 px, shown unscaled on a 1200 px page
+    drawn = [ax for ax in fig.axes if ax.axison]
+    if kind == "final_accuracy":   # a row per scenario, the bars by family: baselines, regularisation, ...
+        assert len(drawn) == 2
+        assert [t.get_text() for t in drawn[-1].get_xticklabels()][:4] == ["None", "Joint", "EWC", "Online EWC"]
+        return
+    for ax in drawn:
+        methods = ({line.get_label() for line in ax.lines if len(line.get_xdata()) > 1} if kind != "task_bars"
+                   else {(b.get_facecolor(), b.get_hatch()) for b in ax.patches})
+        assert 1 <= len(methods) <= 8
+    ran = set(ORDER17) - ({"iCaRL", "CLN"} if kind == "task_bars" else set())   # Class-IL only
+    assert ran <= {m for ax in drawn for m in ax.get_legend_handles_labels()[1]} | set(_colours(fig))
+
+
+def test_a_method_has_one_colour_in_every_figure(figures17):
+    from matplotlib.colors import to_hex
+    want = {m: to_hex(c) for m, c in method_styles(ORDER17, FAMILIES17)[0].items()}
+    for kind, (fig, _) in figures17.items():
+        got = _colours(fig)
+        assert got == {m: want[m] for m in got}, kind
+        assert set(got) == set(ORDER17) - ({"iCaRL", "CLN"} if kind == "task_bars" else set()), kind

@@ -313,3 +313,73 @@ def test_task_bars_need_one_scenario(cfg_copy):
               lambda d: d.update(scenarios=["task", "class"], audit_map={}))
     with pytest.raises(ConfigError, match="task_bars draws one scenario"):
         config.load(cfg_copy)
+
+
+def test_demo_preset_chooses_what_runs(in_repo):
+    """A preset may choose the experiments, simulations and methods (presets.demo): one experiment,
+    five methods, one seed, no simulation; its other keys apply to the experiment as a preset's do."""
+    cfg = config.load("config/config.yaml", {"preset": "demo"})
+    assert list(cfg["_experiments"]) == [EXP] and cfg["_simulations"] == {}
+    exp = cfg["_experiments"][EXP]
+    assert list(exp["methods"]) == ["none", "ewc", "si", "lwf_preprint", "er"]
+    assert exp["seeds"] == 1 and exp["iters_per_task"] == 200 and exp["model"]["hidden"] == [100, 100]
+    assert len(config.runs(cfg)) == 5 * 3
+    assert "experiments" not in cfg["presets"]["demo"]          # applied once: a job's reload changes nothing
+
+
+def test_explicit_config_wins_over_the_presets_choices(in_repo):
+    """`--config experiments=[...]` (or simulations, methods) wins; the preset's methods of the
+    experiments that do not run are dropped, and its other keys still apply."""
+    cfg = config.load("config/config.yaml", {"preset": "demo", "experiments": ["split_mnist_si17"]})
+    assert list(cfg["_experiments"]) == ["split_mnist_si17"] and cfg["_simulations"] == {}
+    assert cfg["_experiments"]["split_mnist_si17"]["seeds"] == 1
+    cfg = config.load("config/config.yaml", {"preset": "demo", "methods": {EXP: ["si"]},
+                                             "simulations": ["consolidation_shaham22"]})
+    assert list(cfg["_experiments"][EXP]["methods"]) == ["si"]
+    assert list(cfg["_simulations"]) == ["consolidation_shaham22"]
+    # as the workflow does it: only the keys given with --config are explicit, the config file's are not
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) | {"preset": "demo"}
+    applied = config.apply_preset_choices(base, explicit={"preset"})
+    assert applied["experiments"] == [EXP] and applied["simulations"] == []
+    assert config.apply_preset_choices(applied, explicit=()) == applied
+    kept = config.apply_preset_choices(base | {"experiments": ["split_mnist_si17"]}, explicit={"preset", "experiments"})
+    assert kept["experiments"] == ["split_mnist_si17"] and kept["methods"] == {}
+
+
+def test_resolved_configuration_of_a_preset_that_chooses_reloads_the_same(in_repo, tmp_path):
+    """The jobs read the resolved configuration: it holds the preset's choice, and loading it again
+    (with or without the --config keys) gives the same runs."""
+    base = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    for given in ({"preset": "demo"}, {"preset": "demo", "experiments": ["split_mnist_si17"]}):
+        applied = config.apply_preset_choices(config.deep_merge(base, given), explicit=set(given))
+        path = config.write_resolved(applied, REPO / "config" / "config.yaml", tmp_path)
+        assert config.runs(config.load(path)) == config.runs(config.load("config/config.yaml", given))
+
+
+def test_a_presets_choices_are_validated(cfg_copy):
+    text = cfg_copy.read_text().replace("experiments: [split_mnist_vdv19]", "experiments: split_mnist_vdv19")
+    assert text != cfg_copy.read_text()
+    cfg_copy.write_text(text)
+    with pytest.raises(ConfigError, match=r"presets\.demo\.experiments"):
+        config.load(cfg_copy, {"preset": "demo"})
+
+
+def test_cost_of_a_configuration_from_the_committed_runs_times(in_repo):
+    """Per experiment: its runs, and the hours they take at the mean time of the committed runs of
+    the same method and scenario (else of the method, else of the experiment) on its usual device;
+    "not measured" without committed runs or for another preset."""
+    import pandas as pd
+    from clrepro import cost
+    times = pd.DataFrame([(EXP, "task", "none", 10.0, "cpu:x"), (EXP, "domain", "none", 30.0, "cpu:x"),
+                          (EXP, "task", "ewc", 60.0, "cpu:x"), (EXP, "task", "ewc", 1.0, "cuda:y")],
+                         columns=["experiment", "scenario", "method", "train_seconds", "device"])
+    times["kind"] = ["GPU" if d.startswith("cuda") else "CPU" for d in times.device]
+    cfg = config.load("config/config.yaml", {"methods": {EXP: ["none", "ewc", "si"]}, "seeds": {EXP: 2}})
+    est = cost.estimate(cfg, times=times)
+    # none: 10 + 30 + 20 (its mean, class); ewc: 60 in each scenario; si: the experiment's mean (100/3)
+    assert est[EXP]["runs"] == 18 and est[EXP]["kind"] == "CPU" and est[EXP]["measured"] == 3
+    assert est[EXP]["hours"] == pytest.approx(2 * (60 + 180 + 100) / 3600)
+    assert est["split_cifar_si17"]["hours"] is None
+    assert "not measured" in cost.summary(cfg, [], times) and "all present" in cost.summary(cfg, [], times)
+    quick = config.load("config/config.yaml", {"preset": "quick"})
+    assert cost.estimate(quick, times=times)[EXP]["hours"] is None

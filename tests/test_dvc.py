@@ -122,7 +122,7 @@ def test_a_fresh_clones_first_command_and_forcerun_leave_committed_results_as_th
     proc = snakemake(clone, "--cores", "2", "--config", "seeds=3", snakefile=clone / "Snakefile")
     assert proc.returncode == 0, proc.stderr[-4000:]
     log = proc.stdout + proc.stderr
-    assert "rule download_mnist" in log and len(trained(log)) == 2, log[-3000:]       # seed 2 of both
+    assert "checkpoint download_mnist" in log and len(trained(log)) == 2, log[-3000:]  # seed 2 of both
     after = digests(clone / "reports" / "test" / "runs")
     assert {k: after[k] for k in committed} == committed
 

@@ -407,3 +407,26 @@ def test_verify_rebuilds_grown_and_generative_methods(cfg, tmp_path, scenario, m
     run(spec, out, tmp_path / "ckpt" / "quick" / EXP / scenario / method / "seed0")
     table = store.verify_checkpoints(local, [out], tmp_path / "v.csv")
     assert table.status.tolist() == ["agrees"] and table.max_abs_diff.tolist() == [0]
+
+
+def test_ctrl_c_checkpoints_and_says_how_to_resume(cfg, tmp_path):
+    """Ctrl-C: the terminal sends SIGINT to snakemake and every job. `clrepro train` checkpoints,
+    says where and that the same command resumes (the text a failed job's log shows in the
+    terminal), and exits non-zero."""
+    spec = make_spec(cfg, "class", "si", iters=400)
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    cmd = [sys.executable, "-m", "clrepro", "train", "--spec", json.dumps(spec), "--out", str(out),
+           "--checkpoints", str(ckpt), "--device", "cpu", "--threads", "1", "--checkpoint-every", "0"]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 120
+    while not any(ckpt.glob("task-01*")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == train.Preempted.exit_code, err
+    assert "received SIGINT" in err and f"checkpointed in {ckpt}; rerun the same command to resume" in err, err
+    assert not out.exists()
+    (left,) = folder_entries(ckpt)
+    assert left.startswith("task-0")

@@ -11,7 +11,8 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from workflow_helpers import REPO, env, make_workdir, snakemake, snakemake_cmd
+import browser
+from workflow_helpers import EXP, REPO, env, make_workdir, snakemake, snakemake_cmd
 
 pytestmark = pytest.mark.slow
 SIM = "consolidation_shaham22"
@@ -100,6 +101,22 @@ def test_report_and_snakemake_report(workflow_run):
     proc = snakemake(work, "--cores", "1", "--report", str(work / "snakemake-report.zip"))
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert (work / "snakemake-report.zip").stat().st_size > 0
+
+
+def test_the_report_as_a_reader_sees_it_in_a_browser(workflow_run):
+    """Opened in headless Chromium at 1400 px: every image loaded, nothing wider than the window,
+    the headline with this audit's counts (the test preset: no verdicts; XdG not run), the compact
+    audit with a cell per published number, the figures on the experiment's first screen.
+    Screenshots and the measured page: test-artifacts/browser/."""
+    out, _ = workflow_run
+    seen = browser.inspect(out / "report.html", REPO / "test-artifacts" / "browser")
+    assert seen["images"] == 3 + 5 and not seen["broken"]
+    assert seen["page_width"] <= seen["viewport"] == 1400 and not seen["too_wide"], seen["too_wide"]
+    assert seen["headline"] == "Of 26 published numbers, 25 were run (the test preset: no verdicts); 1 not run."
+    assert seen["counts"][-1] == ["all", "26", "25", "0", "0", "0", "25", "1"]
+    (section,) = seen["sections"]
+    assert section["id"] == "split_mnist_vdv19" and section["audit_cells"] == 26
+    assert section["first_image_below_title"] < 600
 
 
 def test_nothing_left_to_do_after_a_complete_run(workflow_run):
@@ -218,3 +235,44 @@ def test_paths_with_spaces_and_shell_characters_reach_every_job_intact(tiny_mnis
     assert (work / "my reports" / "test" / "report.html").exists()
     check = pd.read_csv(work / "my reports" / "test" / "audit" / "checkpoints.csv")
     assert (check.status == "agrees").all()
+
+
+def test_an_experiment_without_its_data_leaves_the_others_to_finish(tiny_mnist, tmp_path):
+    """Offline with only an MNIST mirror and split CIFAR configured: each CIFAR download says on the
+    terminal why it failed, naming CLREPRO_DATA_MIRROR; the DAG finishes split MNIST and the report
+    names split CIFAR with the reason; `snakemake --report` works, and a rerun has nothing to do.
+    Then without MNIST either and with one more seed: the present run counts and is not retrained,
+    the new one cannot run, and the report says so."""
+    work = make_workdir(tmp_path / "work", tiny_mnist,
+                        {"seeds": 1, "iters_per_task": 5, "batch_size": 32, "model": {"type": "mlp", "hidden": [16]},
+                         "figures": ["final_accuracy"]},
+                        methods=["none"], scenarios=["task"], experiments=[EXP, "split_cifar_si17"])
+    proc = snakemake(work, "--cores", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    for name in ("cifar10", "cifar100"):
+        assert f"clrepro download {name}: could not get {name} from the data mirror" in out, out[-6000:]
+        status = json.loads((work / "data" / ".status" / f"{name}.json").read_text())
+        assert not status["ok"] and status["reason"].startswith("no data: ")
+    assert "set CLREPRO_DATA_MIRROR=" in out and "split_cifar_si17 could not run: cifar10: no data" in out
+    rep = work / "reports" / "test"
+    result = rep / "runs" / EXP / "task" / "none" / "seed0.json"
+    assert result.exists() and not (rep / "runs" / "split_cifar_si17").exists()
+    assert sorted(p.name for p in (rep / "audit").iterdir()) == [f"{EXP}_audit.csv"]
+    page = (rep / "report.html").read_text()
+    assert "cifar-10-python.tar.gz not found in the data mirror" in page and "Split CIFAR" in page
+    proc = snakemake(work, "--cores", "1", "--report", str(work / "snakemake-report.zip"))
+    assert proc.returncode == 0 and (work / "snakemake-report.zip").stat().st_size > 0, proc.stderr[-4000:]
+    proc = snakemake(work, "--cores", "1", "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-3000:]
+
+    recorded = result.read_bytes()
+    (tmp_path / "empty").mkdir()
+    proc = snakemake(work, "--cores", "2", "--config", f"data={{root: data2, mirror: {tmp_path / 'empty'}}}",
+                     f"experiments=[{EXP}]", "seeds=2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert "clrepro download mnist: could not get mnist" in out and "rule train:" not in out
+    assert result.read_bytes() == recorded and not result.with_name("seed1.json").exists()
+    page = (rep / "report.html").read_text()
+    assert "train-images-idx3-ubyte.gz not found in the data mirror" in page and "1 of its 2 runs could not run" in page

@@ -56,7 +56,7 @@ def verdict(p: float, diff: float, alpha: float, tolerance: float) -> str:
 
 COLUMNS = ["target_id", "scenario", "method", "label", "our_scenario", "metric", "published", "published_sem",
            "n_published", "ours", "ours_sem", "n_ours", "difference", "test", "t", "df", "p_value", "verdict",
-           "reference_code", "reference_code_runs", "source", "provenance", "paper", "note"]
+           "reference_code", "reference_code_runs", "source", "provenance", "paper"]
 
 
 def reference_code(runs: pd.DataFrame | None, target_id: str) -> tuple[float | None, str]:
@@ -82,7 +82,7 @@ def predictive(m: float, sd: float, n: int, value: float) -> tuple[float, float,
 
 
 def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experiment: str, preset: str,
-          alpha: float = 0.05, tolerance: float = 1.0, notes: dict | None = None,
+          alpha: float = 0.05, tolerance: float = 1.0,
           mapping: dict | None = None, reference: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per published number of ``target_key``. ``mapping`` {target_id: {method, metric,
     scenario}} says what of ours it is compared with (``method``: a key of the experiment's
@@ -105,7 +105,7 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
                "published": tg.value, "published_sem": None, "n_published": n_pub,
                "ours": None, "ours_sem": None, "n_ours": 0, "difference": None, "test": None, "t": None,
                "df": None, "p_value": None, "verdict": "not run", "source": tg.source,
-               "provenance": tg.provenance, "paper": tg.paper, "note": (notes or {}).get(tg.target_id, "")}
+               "provenance": tg.provenance, "paper": tg.paper}
         row["reference_code"], row["reference_code_runs"] = reference_code(reference, tg.target_id)
         if pd.notna(tg.spread) and n_pub:
             row["published_sem"] = to_sem(float(tg.spread), tg.spread_kind, n_pub)
@@ -130,9 +130,9 @@ def audit(summary: pd.DataFrame, targets: pd.DataFrame, target_key: str, experim
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, notes=None,
-         mapping=None, reference_csv=None):
+def main(summary_csv, targets_csv, experiment, preset, out, alpha, tolerance, target_key=None, mapping=None,
+         reference_csv=None):
     reference = read_csv(reference_csv) if reference_csv else None
     df = audit(read_csv(summary_csv), read_csv(targets_csv), target_key or experiment, experiment,
-               preset, alpha, tolerance, notes, mapping, reference)
+               preset, alpha, tolerance, mapping, reference)
     write_csv(df, out)

@@ -8,13 +8,86 @@ import sys
 from pathlib import Path
 
 
+OFFLINE_HINT = ("to work offline, set CLREPRO_DATA_MIRROR=<a folder with the official files> "
+                "(see the README, \"Offline mirror\")")
+
+
+def _why_not(err: Exception) -> str:
+    """Why a dataset could not be had, in one line: no data (not in the mirror), files that are not
+    the official ones (a wrong checksum), or a failed download (no network, a server's error)."""
+    from .data import ChecksumError
+    text = " ".join(str(err.args[0] if isinstance(err, KeyError) and err.args else err).split())
+    if isinstance(err, FileNotFoundError):
+        return f"no data: {text}"
+    if isinstance(err, ChecksumError):
+        return f"not the official files: {text}"
+    return f"download failed: {text}"
+
+
 def _download(a):
+    """Without ``--status`` a failure is an error. With it the command always succeeds: it writes
+    ``{"ok": ..., "reason": ...}`` there (what the workflow reads to leave out the experiments that
+    need a dataset it could not get) and says on stderr why it failed; ``--log`` then takes
+    everything else it prints."""
+    import os
     from . import data
-    for path in data.fetch(a.dataset, a.root, a.mirror, json.loads(a.checksums) if a.checksums else None):
-        print(path)
+    from .atomic import atomic_path
+    term = sys.stderr
+    if a.log:   # this process's output, torchvision's included, goes to the log; stderr stays for the message
+        Path(a.log).parent.mkdir(parents=True, exist_ok=True)
+        log = open(a.log, "w")
+        term = os.fdopen(os.dup(2), "w")
+        for fd in (1, 2):
+            os.dup2(log.fileno(), fd)
+    mirror = os.environ.get(data.MIRROR_ENV) or a.mirror or None
+    source = f"the data mirror {mirror}" if mirror else "the official mirrors"
+    status = {"dataset": a.dataset, "root": a.root, "source": source}
+    try:
+        paths = data.fetch(a.dataset, a.root, a.mirror, json.loads(a.checksums) if a.checksums else None)
+    except Exception as err:   # no network, a server's error, not in the mirror, a wrong file
+        if not a.status:
+            if isinstance(err, data.ChecksumError):
+                raise
+            raise RuntimeError(f"could not get {a.dataset} from {source}: {err}; {OFFLINE_HINT}") from err
+        status.update(ok=False, reason=_why_not(err))
+        message = (f"clrepro download {a.dataset}: could not get {a.dataset} from {source}: "
+                   f"{status['reason']}. The experiments that need it are left out of this run, and the report "
+                   f"names them. T{OFFLINE_HINT[1:]}, and run again.")
+        print(message, file=sys.stderr, flush=True)
+        if term is not sys.stderr:
+            print(message, file=term, flush=True)
+    else:
+        for path in paths:
+            print(path)
+        status.update(ok=True, reason=None)
+    if a.status:
+        with atomic_path(a.status) as tmp:
+            tmp.write_text(json.dumps(status, indent=1) + "\n")
 
 
 def _train(a):
+    # SIGINT (Ctrl-C reaches every process of the terminal's foreground group, so each training
+    # job of a local `snakemake` gets it) and SIGTERM (Slurm, `kill`) make train.run checkpoint at
+    # the end of the step and raise Preempted. A signal before the training loop (while loading),
+    # or a second one, raises KeyboardInterrupt instead: no checkpoint was written then, and the
+    # message says so (SIGTERM too, which would otherwise end the process without a word).
+    import signal
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGTERM, interrupted)
+    try:
+        _train_run(a)
+    except KeyboardInterrupt as stop:
+        latest = (f"it resumes from the latest checkpoint in {a.checkpoints}, if there is one"
+                  if a.checkpoints else "it starts again (no checkpoint folder)")
+        print(f"clrepro train: interrupted before a checkpoint could be written; rerun the same command: "
+              f"{latest}", file=sys.stderr)
+        sys.exit(143 if stop.args == ("SIGTERM",) else 130)
+
+
+def _train_run(a):
     from . import config, train
     if a.spec:
         spec = json.loads(a.spec)
@@ -27,7 +100,9 @@ def _train(a):
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
                   a.checkpoint_every, a.stop_after_step, a.precision)
     except train.Preempted as stop:
-        print(f"clrepro train: {stop}", file=sys.stderr)
+        when = str(stop).split("; checkpoint in")[0]
+        print(f"clrepro train: interrupted ({when}): checkpointed in {a.checkpoints}; rerun the same command to "
+              f"resume", file=sys.stderr)
         sys.exit(train.Preempted.exit_code)
 
 
@@ -50,13 +125,15 @@ def _aggregate(a):
 
 def _figure(a):
     from . import figures
-    from .config import labels
+    from .config import labels, method_model
     from .methods import REGISTRY
     exp = _experiments(a)["_experiments"][a.experiment]
     names = labels(exp)
     learned = [names[k] for k, spec in exp["methods"].items() if REGISTRY[spec["method"]].scored_when_learned]
+    families = {names[k]: figures.method_family(spec["method"], method_model(exp, k).get("type"))
+                for k, spec in exp["methods"].items()}
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
-                 list(names.values()), a.out, learned)
+                 list(names.values()), a.out, learned, families)
 
 
 def _audit(a):
@@ -64,8 +141,8 @@ def _audit(a):
     cfg = _experiments(a)
     exp = cfg["_experiments"][a.experiment]
     audit.main(a.summary_csv, a.targets, a.experiment, cfg["preset"], a.out, cfg["audit"]["alpha"],
-               cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_notes"),
-               exp.get("audit_map"), a.reference_runs)
+               cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_map"),
+               a.reference_runs)
 
 
 def _simulate(a):
@@ -84,7 +161,14 @@ def _simulation_figure(a):
 def _report(a):
     from . import report
     cfg = _experiments(a)
-    report.main(cfg, cfg["preset"], a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations)
+    report.main(cfg, cfg["preset"], a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations,
+                a.reference_runs, command_config=json.loads(a.command_config) if a.command_config else None,
+                unavailable=json.loads(a.unavailable) if a.unavailable else None)
+
+
+def _cost(a):
+    from . import cost
+    print(cost.summary(_experiments(a)))
 
 
 def _share(a):
@@ -129,6 +213,9 @@ def main(argv=None) -> None:
     d.add_argument("--root", default="data")
     d.add_argument("--mirror", help="local folder with the official files (default: $CLREPRO_DATA_MIRROR)")
     d.add_argument("--checksums", help="JSON {file: md5} replacing the official checksums")
+    d.add_argument("--status", help="write {ok, reason} here and succeed even when the data cannot be had "
+                                    "(the workflow's download checkpoint)")
+    d.add_argument("--log", help="write what the command prints here; only a failure's message goes to stderr")
     d.set_defaults(fn=_download)
 
     t = sub.add_parser("train", help="train one run and write its result JSON")
@@ -208,7 +295,14 @@ def main(argv=None) -> None:
     r.add_argument("--out", required=True)
     r.add_argument("--methods", help="JSON {experiment: [method keys]}: the subset the workflow ran (config methods)")
     r.add_argument("--seeds", help="JSON count or {experiment: count}: the seeds the workflow ran (config seeds)")
+    r.add_argument("--reference-runs", help="config/reference_runs.csv: the authors' code, run here (for the notes)")
+    r.add_argument("--command-config", help="JSON: the --config overrides of the workflow's command (shown)")
+    r.add_argument("--unavailable", help="JSON {experiment: reason}: the experiments (or runs) that could not "
+                                         "run, e.g. for want of their data")
     r.set_defaults(fn=_report)
+
+    c = analysis("cost", "each experiment's runs and the CPU- or GPU-hours they take (from the committed runs' times)")
+    c.set_defaults(fn=_cost)
 
     s = analysis("share", "record the datasets and checkpoints in DVC and push them")
     s.add_argument("--no-push", action="store_true", help="only `dvc add`")

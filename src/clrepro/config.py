@@ -72,12 +72,40 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+#: what a preset of config.yaml may choose for the whole configuration, as ``--config`` would (which
+#: experiments, simulations and methods run); its other keys apply to every experiment it runs
+PRESET_CHOICES = ("experiments", "simulations", "methods")
+
+
+def apply_preset_choices(config: dict, explicit=()) -> dict:
+    """``config`` with its preset's choices (``presets.<preset>.experiments``, ``simulations``,
+    ``methods``) in place of its own, except the keys named in ``explicit`` (given on the command
+    line: they win). The choices are then taken out of the preset, so that applying it again (a
+    job reading the resolved configuration) changes nothing. The preset's ``methods`` of
+    experiments that do not run are dropped."""
+    preset = config.get("preset", "paper")
+    own = (config.get("presets") or {}).get(preset) or {}
+    if not any(k in own for k in PRESET_CHOICES):
+        return config
+    out = copy.deepcopy(config)
+    out["presets"][preset] = {k: v for k, v in own.items() if k not in PRESET_CHOICES}
+    for key in PRESET_CHOICES:
+        if key in own and key not in explicit:
+            out[key] = copy.deepcopy(own[key])
+    if "methods" in own and "methods" not in explicit and out.get("methods"):
+        out["methods"] = {name: keep for name, keep in out["methods"].items() if name in out["experiments"]}
+    return out
+
+
 def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None = None) -> dict:
-    """Read and validate the top-level config and its experiments (``config["_experiments"]``)."""
+    """Read and validate the top-level config and its experiments (``config["_experiments"]``).
+    The preset's choices (``PRESET_CHOICES``) apply unless ``overrides`` give the same keys."""
     path = Path(path)
     config = deep_merge(_load_yaml(path), overrides or {})
     validate(config, "config.schema.yaml", str(path))
+    config = apply_preset_choices(config, explicit=set(overrides or {}))
     where = Path(config["config_dir"]) / path.name if config.get("config_dir") else path
+    config["_config_file"] = str(where)
     config["_experiments"] = {
         name: load_experiment(experiment_path(where, name), config)
         for name in config["experiments"]
@@ -112,6 +140,7 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
         if unknown:
             raise ConfigError(f"{path}: methods.{name}: no method {unknown} in the experiment (has: {list(known)})")
         config["_experiments"][name]["methods"] = {m: spec for m, spec in known.items() if m in keep}
+        config["_experiments"][name]["_all_methods"] = list(known)
         config["_experiments"][name]["_left_out"] = [known[m].get("label", m) for m in known if m not in keep]
     try:
         datasets.check_checksums(all_datasets(config), config["data"].get("checksums") or {})

@@ -1,32 +1,53 @@
-"""The HTML report: one self-contained page with, per experiment, the protocol, the figures, the
-results table and the audit against the published numbers; then how it was produced."""
+"""The HTML report: one self-contained page, rendered from the templates in ``templates/``. At
+the top, the audit at a glance (how many published numbers were run, agree, are close, disagree);
+then per experiment its verdict line, figures, the compact audit (methods x scenarios), the
+results, the protocol and the notes (``config/notes/<experiment>.md``, every number filled in from
+the tables, :mod:`clrepro.notes`); then how it was produced."""
 from __future__ import annotations
 
 import base64
 import html
 import json
+import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
+import jinja2
 import pandas as pd
+from markupsafe import Markup
 
+from . import notes as notes_mod
 from .aggregate import read_csv
 from .atomic import atomic_path
 from .config import labels, seeds_of
-from .metrics import parse_task_metric
 from .figures import SCENARIO_TITLES
+from .metrics import parse_task_metric
 
 OTHER_METRICS = ("bwt", "fwt", "forgetting", "learned")
-VERDICT_COLOURS = {"agrees": "#d4edda", "close": "#fff3cd", "disagrees": "#f8d7da"}
+COUNT_KEYS = ("published", "run", "agree", "close", "disagree", "no_verdict", "not_run")
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("clrepro", "templates"), autoescape=True,
+                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 CSS = """
-body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
-td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;font-size:13px;margin:1em 0;max-width:100%}
+td,th{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
 th{background:#f3f3f3} td.l,th.l{text-align:left}
 .banner{padding:.6em 1em;background:#fff3cd;border:1px solid #e0c97f;margin:1em 0}
-img{max-width:100%} code,pre{background:#f6f6f6;padding:1px 4px}
-.small{font-size:12px;color:#555}
+img{max-width:100%;display:block;margin:.5em 0} code,pre{background:#f6f6f6;padding:1px 4px}
+pre{white-space:pre-wrap;word-break:break-all;padding:.5em}
+.small{font-size:12px;color:#555} .warn{color:#8a1c1c}
+.verdict-line{font-size:16px;padding:.4em .8em;background:#f4f6fb;border-left:4px solid #4a6fa5}
+table.audit td.cell{text-align:left;min-width:9em} table.audit .diff{color:#555}
+.v-agrees,.c-agree{background:#d4edda} .v-close,.c-close{background:#fff3cd}
+.v-disagrees,.c-disagree{background:#f8d7da} .v-not-run,.c-not_run{background:#eee}
+.v-no-verdict{background:#f4f6fb}
+details{margin:.4em 0} summary{cursor:pointer;font-weight:600}
+details.detail summary{font-weight:400} details.detail{margin-left:1em}
+.dot{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.4em;border:1px solid #999}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:2px 1em;font-size:13px;margin:.4em 1em}
+dt{color:#555} dd{margin:0;overflow-wrap:anywhere} .note{margin:.4em 1em;font-size:14px}
+.notes p{max-width:60em}
 """
 
 
@@ -128,19 +149,6 @@ def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def audit_section(audit: pd.DataFrame) -> str:
-    counts = audit.verdict.value_counts().to_dict()
-    cols = ["target_id", "scenario", "method", "label", "metric", "published", "published_sem", "n_published",
-            "ours", "ours_sem", "n_ours", "difference", "test", "p_value", "verdict", "reference_code",
-            "reference_code_runs", "source", "provenance", "note"]
-    cols = [c for c in cols if c in audit.columns]
-    summary = ", ".join(f"{v}: {k}" for k, v in counts.items())
-    table = _table(audit[cols], left=("target_id", "scenario", "method", "label", "metric", "test", "verdict",
-                                      "reference_code_runs", "source", "provenance", "note"),
-                   row_style=lambda r: f"background:{VERDICT_COLOURS.get(r['verdict'], '#fff')}")
-    return f"<p>Verdicts — {html.escape(summary)}.</p>{table}"
-
-
 def rerun_section(runs: pd.DataFrame) -> str:
     """Committed results that a rerun did not reproduce (``<seed>.rerun.json`` beside them, read by
     the aggregation into ``rerun_acc``): both numbers, side by side."""
@@ -154,176 +162,278 @@ def rerun_section(runs: pd.DataFrame) -> str:
 
 
 def provenance_section(runs: pd.DataFrame) -> str:
+    """The runs grouped by what produced them: commit, training code, device and package versions."""
     versions = [c for c in runs.columns if c.startswith("version.")]
-    prov = runs.groupby(["git_commit", "git_dirty", "training_code", "device", *versions], dropna=False).agg(
+    packages = runs[versions].astype(str).apply(
+        lambda r: ", ".join(f"{c.removeprefix('version.')} {v}" for c, v in r.items()), axis=1)
+    prov = runs.assign(packages=packages, git_commit=runs.git_commit.astype(str).str[:10]).groupby(
+        ["git_commit", "git_dirty", "training_code", "device", "packages"], dropna=False).agg(
         runs=("seed", "size"), train_hours=("train_seconds", lambda s: s.sum() / 3600)).reset_index()
-    prov.columns = [c.replace("version.", "") for c in prov.columns]
-    return _table(prov, left=("git_commit", "device"))
+    return _table(prov, left=("git_commit", "device", "packages"))
 
 
-def simulation_numbers(records: dict[str, dict]) -> pd.DataFrame:
-    """The numbers each panel of the consolidation simulation checks, with what they should show."""
-    rows = []
-
-    def add(panel, quantity, value, expect):
-        rows.append({"panel": panel, "quantity": quantity, "value": value, "qualitative check": expect})
-    if "forgetting" in records:
-        f = records["forgetting"]["summary"]
-        add("(a)", "lifetime without rehearsal: theory tau ln(A0/A_c)", _fmt(f["lifetime_theory"], 1),
-            "retrieval ends at this age")
-        add("(a)", "measured: first age with P(retrieved) < 0.5 (dynamics / mean field)",
-            f"{f['lifetime_retrieved']} / {f['lifetime_mean_field']}", "equal to the theory within a unit or two")
-    if "rehearsal" in records:
-        r = records["rehearsal"]["summary"]
-        d, m = r["retrieved"], r["mean_field"]
-        add("(b)", "mean lifetime with rehearsal (dynamics / mean field)",
-            f"{_fmt(d['mean_lifetime'], 1)} / {_fmt(m['mean_lifetime'], 1)}",
-            f"longer than without rehearsal ({_fmt(r['lifetime_no_rehearsal'], 1)})")
-        add("(b)", "share of retrievable memories older than 10 tau", _fmt(d["older_than_10_tau"], 2),
-            "consolidated memories outlive tau many times")
-        add("(b)", "oldest retrievable memory / tau", _fmt(d["oldest_age_over_tau"], 1), "far above 1")
-        e = r["efficacy"]
-        add("(c)", "stored memories below A_c", _fmt(e["below_a_c"], 2),
-            "forgotten memories below A_c, density ~ 1/A (flat against log A)")
-        add("(c)", "median A / A_c of the retrievable", _fmt(e["retrievable_median_over_a_c"], 2),
-            "a second mode above A_c: the consolidated memories")
-    if "scaling" in records:
-        for crit, name in (("retrieved", "dynamics"), ("mean_field", "mean field")):
-            fit = records["scaling"]["summary"][crit]
-            add("(d)", f"retrievable memories ~ N^b ({name}): b, R^2",
-                f"{_fmt(fit['exponent'], 2)}, {_fmt(fit['r2'], 3)}", "a power law (straight on log-log axes)")
-    if "lesion" in records:
-        kept = records["lesion"]["summary"]["retained"]
-        add("(e)", "retrievable after the lesion / control, by age at onset",
-            "; ".join(f"{age}: {_fmt(v['lesion'], 2)}/{_fmt(v['control'], 2)}" for age, v in kept.items()),
-            "recent memories lost more than old (temporally graded)")
-    return pd.DataFrame(rows)
 
 
-def simulation_section(name: str, sim: dict, records: dict[str, dict], figures: list[Path]) -> str:
-    parts = [f"<h2>{html.escape(sim.get('title', name))}</h2>"]
+def verdict_kind(verdict: str) -> str:
+    """The class of an audit verdict: agrees, close, disagrees, not-run or no-verdict."""
+    return {"agrees": "agrees", "close": "close", "disagrees": "disagrees", "not run": "not-run"}.get(
+        verdict, "no-verdict")
+
+
+def audit_counts(audit: pd.DataFrame | None) -> dict[str, int]:
+    """How many published numbers an audit holds, how many of them have a run of ours, and each verdict."""
+    v = (audit.verdict if audit is not None else pd.Series(dtype=str)).astype(str)
+    return {"published": len(v), "run": int((v != "not run").sum()), "agree": int((v == "agrees").sum()),
+            "close": int((v == "close").sum()), "disagree": int((v == "disagrees").sum()),
+            "no_verdict": int(v.str.startswith("no verdict").sum()), "not_run": int((v == "not run").sum())}
+
+
+def headline(counts: dict[str, int], preset: str) -> str:
+    """One sentence: e.g. "Of 26 published numbers, 25 were run: 22 agree, 3 are close, none disagrees; 1 not run"."""
+    if not counts["published"]:
+        return "No published number to audit."
+    n, run = counts["published"], counts["run"]
+    s = f"Of {n} published number{'s' if n != 1 else ''}, {run} {'was' if run == 1 else 'were'} run"
+    if preset != "paper":
+        s += f" (the {preset} preset: no verdicts)"
+    elif run:
+        def n(k, one, many):
+            return f"{counts[k] or 'none'} {one if counts[k] in (0, 1) else many}"
+        parts = [n("agree", "agrees", "agree"), n("close", "is close", "are close"),
+                 n("disagree", "disagrees", "disagree")]
+        if counts["no_verdict"]:
+            parts.append(f"{counts['no_verdict']} without a verdict (too few runs or no spread)")
+        s += ": " + ", ".join(parts)
+    if counts["not_run"]:
+        s += f"; {counts['not_run']} not run"
+    return s + "."
+
+
+def _num(v, digits=2, sign=False) -> str:
+    if v is None or pd.isna(v):
+        return "–"
+    return f"{float(v):+.{digits}f}" if sign else f"{float(v):.{digits}f}"
+
+
+def _column(r) -> str:
+    title = SCENARIO_TITLES.get(r["our_scenario"], r["scenario"])
+    return title if r["metric"] == "acc" else f"{title}, {r['metric'].replace('_', ' ')}"
+
+
+def audit_view(audit: pd.DataFrame, order: list[str], notes: dict[str, str], csv: str, rule: str) -> dict:
+    """The compact audit: one row per method, one column per scenario (and metric other than the
+    final average accuracy), each cell the published value, ours and the difference, coloured by
+    its verdict; the test's statistics as the cell's tooltip; a folded list of every number's
+    details and note."""
+    if not len(audit):
+        return {"rows": [], "columns": [], "details": [], "csv": csv, "rule": rule}
+    a = audit.assign(column=audit.apply(_column, axis=1))
+    columns = list(dict.fromkeys(a.sort_values("our_scenario", key=lambda s: s.map(
+        {k: i for i, k in enumerate(SCENARIO_TITLES)})).column))
+    methods = [m for m in order if m in set(a.label)] + [m for m in dict.fromkeys(a.label) if m not in order]
+    rows, details = [], []
+    for m in methods:
+        cells = []
+        for c in columns:
+            hit = a[(a.label == m) & (a.column == c)]
+            if not len(hit):
+                cells.append(None)
+                continue
+            r = hit.iloc[0]
+            pub = _num(r.published) + (f" ± {_num(r.published_sem)}" if pd.notna(r.published_sem) else "")
+            ours = (f"{_num(r.ours)} ± {_num(r.ours_sem)} ({int(r.n_ours)})" if pd.notna(r.ours) else "not run")
+            stats = (f"{r.test}: t = {_num(r.t)}, df = {_num(r.df, 1)}, p = {_num(r.p_value, 3)}; "
+                     f"published n = {int(r.n_published)}" if pd.notna(r.get("test")) and r.test else str(r.verdict))
+            cells.append({"target_id": r.target_id, "kind": verdict_kind(str(r.verdict)), "published": pub,
+                          "ours": ours, "verdict": r.verdict, "stats": stats, "note": r.target_id in notes,
+                          "difference": "" if pd.isna(r.difference) else f"Δ {_num(r.difference, sign=True)}"})
+            ref = r.get("reference_code_runs")
+            fields = [("target", r.target_id), ("published", f"{pub} (n = {int(r.n_published)})"),
+                      ("ours", ours), ("test", stats),
+                      ("the authors' code, run here", ref if isinstance(ref, str) and ref else "–"),
+                      ("source", r.source), ("provenance", r.provenance)]
+            details.append({"target_id": r.target_id, "kind": verdict_kind(str(r.verdict)), "verdict": r.verdict,
+                            "title": f"{m}, {c}", "fields": fields, "note": Markup(notes.get(r.target_id, ""))})
+        rows.append({"method": m, "cells": cells})
+    return {"rows": rows, "columns": columns, "details": details, "csv": csv, "rule": rule}
+
+
+def _readable(v) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_readable(x)}" for k, x in v.items() if x is not None)
+    if isinstance(v, list):
+        return "-".join(map(str, v)) if all(isinstance(x, (int, float)) for x in v) else ", ".join(map(str, v))
+    return str(v)
+
+
+def protocol_table(exp: dict, n_seeds: int) -> pd.DataFrame:
+    """The experiment's protocol, one readable row per setting."""
+    bench = exp["benchmark"]
+    model = dict(exp["model"])
+    rows = [("dataset", exp["dataset"]),
+            ("benchmark", _readable(bench)),
+            ("scenarios", ", ".join(SCENARIO_TITLES.get(s, s) for s in exp["scenarios"])),
+            ("network", f"{model.pop('type')}: {_readable(model)}"),
+            ("optimiser", _readable(exp["optimizer"])),
+            ("batch size", exp["batch_size"])]
+    if exp.get("iters_per_task"):
+        rows.append(("iterations per task", exp["iters_per_task"]))
+    if exp.get("epochs_per_task"):
+        rows.append(("epochs per task", exp["epochs_per_task"]))
+    if exp.get("train_subset"):
+        rows.append(("training subset", exp["train_subset"]))
+    rows.append(("seeds per method", n_seeds))
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def _images(paths) -> list[dict]:
+    return [{"alt": Path(p).stem.replace("_", " "), "data": base64.b64encode(Path(p).read_bytes()).decode()}
+            for p in paths]
+
+
+def _html(df: pd.DataFrame, left=()) -> Markup:
+    return Markup(_table(df, left=left))
+
+
+def _banners(name: str, exp: dict) -> list[str]:
+    out = []
+    if exp.get("_seeds_in_file"):
+        n = len(seeds_of(exp))
+        out.append(Markup(f"This report holds {n} of the {exp['_seeds_in_file']} seeds that "
+                          f"<code>config/experiments/{html.escape(name)}.yaml</code> names (<code>--config "
+                          f"seeds=...</code>); without that setting the DAG trains the other "
+                          f"{exp['_seeds_in_file'] - n}."))
+    fewer = {m: n for m, n in exp.get("_method_seeds", {}).items() if n < len(seeds_of(exp)) and m in exp["methods"]}
+    if fewer:
+        names = labels(exp)
+        out.append(Markup("Fewer seeds for some methods (<code>--config seeds=...</code>): ")
+                   + ", ".join(f"{names[m]} {n}" for m, n in fewer.items())
+                   + f", where the others have {len(seeds_of(exp))}.")
+    if exp.get("_left_out"):
+        out.append(Markup("Left out of this report by <code>--config methods=...</code>: ")
+                   + ", ".join(exp["_left_out"]) + ". The audit lists their published numbers as not run.")
+    return out
+
+
+def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
+                    audit: pd.DataFrame | None, figures: list[Path], reference: pd.DataFrame | None,
+                    unavailable: str | None) -> dict:
+    view = {"name": name, "title": exp.get("title", name), "unavailable": unavailable,
+            "ran": name in set(summary.experiment), "counts": audit_counts(audit)}
+    if not view["ran"] or unavailable:
+        return view
+    names = labels(exp)
+    order = list(names.values())
+    n_seeds = len(seeds_of(exp))
+    path = notes_mod.notes_path(config["_config_file"], name)
+    rendered = notes_mod.Notes("", {}, ())
+    if path.exists():
+        ctx = notes_mod.Context(name, exp, runs, audit, reference, n_seeds)
+        rendered = notes_mod.render(path, ctx, preset)
+    rule = (f"Two-sided Welch test of equal means from both standard errors (a published single run without a "
+            f"spread: is it one more draw from our runs); agrees: p ≥ {config['audit']['alpha']}; close: p below "
+            f"it but |difference| ≤ {config['audit']['tolerance_pp']} pp; disagrees otherwise.")
+    tables = [{"title": "Final average accuracy of each run (%)", "caption": "",
+               "html": _html(seeds_table(runs, name, order), left=("scenario", "method")), "open": False},
+              {"title": "Accuracy on each task (%)", "open": "task_bars" in exp.get("figures", []),
+               "caption": "After the last task, mean ± SEM; in brackets: right after the task was trained.",
+               "html": _html(per_task_table(summary, name, order), left=("scenario", "method"))},
+              {"title": "Backward/forward transfer, forgetting, accuracy right after each task (percentage points)",
+               "caption": "", "open": False,
+               "html": _html(other_metrics_table(summary, name, order), left=("scenario", "method"))}]
+    grown = method_log_table(runs, name)
+    if len(grown):
+        tables.append({"title": "Recorded after each task", "open": False,
+                       "html": _html(grown, left=("scenario", "method")),
+                       "caption": "Per method and task (Method.task_log): e.g. CLN's hidden units per layer, output "
+                                  "units in use, latent dimensions and the fraction of generated samples its filter "
+                                  "kept; A-GEM's fraction of steps projected, the first-order rise of the memory "
+                                  "batch's loss over the optimiser's steps (uphill) and that loss's maximum and last "
+                                  "value in the task. A value shared by every seed is shown as it is; one that "
+                                  "varies, as mean ± SEM (n)."})
+    methods = pd.DataFrame([{"method": names[key], "library method": spec["method"],
+                             "settings": json.dumps({k: v for k, v in spec.items() if k not in ("method", "label")})}
+                            for key, spec in exp["methods"].items()])
+    tables.append({"title": "Methods and hyperparameters", "caption": "", "open": False,
+                   "html": _html(methods, left=("method", "library method", "settings"))})
+    counts = view["counts"]
+    view.update(
+        sentence=headline(counts, preset) if counts["published"] else
+        "None of this experiment's numbers are in config/targets.csv: nothing to audit; the figures and tables "
+        "are ours alone.",
+        banners=_banners(name, exp), figures=_images(figures),
+        audit=None if audit is None or not len(audit) else audit_view(audit, order, rendered.audit,
+                                                                      f"audit/{name}_audit.csv", rule),
+        results=_html(results_table(summary, name, order), left=("method",)),
+        protocol=_html(protocol_table(exp, n_seeds), left=("setting", "value")),
+        choices=_html(pd.DataFrame(exp["choices"], columns=["choice", "follows"]), left=("choice", "follows"))
+        if exp.get("choices") else None,
+        notes=Markup(rendered.html), left_out_notes=list(rendered.left_out), tables=tables)
+    return view
+
+
+def simulation_view(name: str, sim: dict, config: dict, preset: str, records: dict[str, dict],
+                    figures: list[Path]) -> dict:
+    from .memory.summary import numbers
+    view = {"name": name, "title": sim.get("title", name), "ran": bool(records)}
     if not records:
-        return parts[0] + (f"<p>Not run for this report (configured in <code>config/simulations/{name}.yaml</code>; "
-                           "<code>snakemake --cores all</code> runs it).</p>")
+        return view
     first = next(iter(records.values()))
-    parts.append(f"<p class='small'>Model: <code>{html.escape(json.dumps(first['model']))}</code>; retrieval: "
-                 f"<code>{html.escape(json.dumps(first['retrieval']))}</code>; seeds {first['seeds']}; "
-                 f"preset {html.escape(first['preset'])}. Configuration: <code>config/simulations/{name}.yaml"
-                 "</code>.</p>")
-    parts += [f"<p>{html.escape(note)}</p>" for note in sim.get("report_notes", [])]
-    if sim.get("choices"):
-        parts.append("<h3>Model choices</h3>")
-        parts.append(_table(pd.DataFrame(sim["choices"], columns=["choice", "follows"]), left=("choice", "follows")))
-    parts += [_img(f) for f in figures]
-    parts.append("<h3>Numbers</h3>")
-    parts.append(_table(simulation_numbers(records), left=("panel", "quantity", "value", "qualitative check")))
+    model = pd.DataFrame([(k, _readable(v)) for k, v in {**first["model"], **{
+        f"retrieval {k}": v for k, v in first["retrieval"].items()}}.items()], columns=["parameter", "value"])
+    path = notes_mod.notes_path(config["_config_file"], name)
     prov = pd.DataFrame([{"panel": p, "parameters": json.dumps(r["parameters"]), "seconds": _fmt(r["seconds"], 0),
                           "git_commit": r["provenance"]["git"]["commit"][:10], "device": r["provenance"]["device"]}
                          for p, r in records.items()])
-    parts.append(_table(prov, left=("panel", "parameters", "git_commit", "device")))
-    return "\n".join(parts)
+    view.update(figures=_images(figures), seeds=first["seeds"], preset=first["preset"],
+                numbers=_html(numbers(records), left=("panel", "quantity", "value", "qualitative check")),
+                model=_html(model, left=("parameter", "value")),
+                choices=_html(pd.DataFrame(sim["choices"], columns=["choice", "follows"]), left=("choice", "follows"))
+                if sim.get("choices") else None,
+                notes=Markup(notes_mod.render_plain(path, preset)) if path.exists() else None,
+                provenance=_html(prov, left=("panel", "parameters", "git_commit", "device")))
+    return view
+
+
+def reproduce_command(preset: str, overrides: dict | None) -> str:
+    """The command that renders this report: ``snakemake --cores all`` with its ``--config``."""
+    cfg = dict(overrides or {})
+    if preset != "paper":
+        cfg.setdefault("preset", preset)
+    items = [f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in cfg.items()]
+    return "snakemake --cores all" + (" --config " + " ".join(map(shlex.quote, items)) if items else "")
 
 
 def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
            audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]],
-           simulations: dict[str, dict[str, dict]] | None = None) -> str:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>clrepro report ({preset})</title>",
-             f"<style>{CSS}</style></head><body><h1>clrepro — replication report</h1>",
-             f"<p>Preset <b>{html.escape(preset)}</b>. Rendered {now}. {len(runs)} runs.</p>"]
-    if preset != "paper":
-        parts.append(f"<div class='banner'>This report uses the <b>{html.escape(preset)}</b> preset (reduced "
-                     "scale). Its numbers do not replicate any paper, and the audit gives no verdicts.</div>")
-    for name, exp in config["_experiments"].items():
-        parts.append(f"<h2>{html.escape(exp.get('title', name))}</h2>")
-        if name not in set(summary.experiment):
-            parts.append(f"<p>Not run for this report (configured in <code>config/experiments/{name}.yaml</code>; "
-                         f"<code>snakemake --cores all</code> runs it).</p>")
-            continue
-        proto = {k: exp[k] for k in ("dataset", "benchmark", "model", "optimizer", "batch_size", "iters_per_task",
-                                     "epochs_per_task") if exp.get(k) is not None}
-        parts.append(f"<p class='small'>Protocol: <code>{html.escape(json.dumps(proto))}</code>. "
-                     f"Configuration: <code>config/experiments/{name}.yaml</code>.</p>")
-        if exp.get("_seeds_in_file"):
-            n = len(seeds_of(exp))
-            parts.append(f"<div class='banner'>This report holds {n} of the {exp['_seeds_in_file']} seeds that "
-                         f"<code>config/experiments/{name}.yaml</code> names (<code>--config seeds=...</code>); "
-                         f"without that setting the DAG trains the other {exp['_seeds_in_file'] - n}.</div>")
-        fewer = {m: n for m, n in exp.get("_method_seeds", {}).items()
-                 if n < len(seeds_of(exp)) and m in exp["methods"]}
-        if fewer:
-            names = labels(exp)
-            parts.append("<div class='banner'>Fewer seeds for some methods (<code>--config seeds=...</code>): "
-                         + html.escape(", ".join(f"{names[m]} {n}" for m, n in fewer.items()))
-                         + f", where the others have {len(seeds_of(exp))}.</div>")
-        if exp.get("_left_out"):
-            parts.append("<div class='banner'>Left out of this report by <code>--config methods=...</code>: "
-                         f"{html.escape(', '.join(exp['_left_out']))}. The audit lists their published "
-                         "numbers as not run.</div>")
-        for note in exp.get("report_notes", []):
-            parts.append(f"<p>{html.escape(note)}</p>")
-        if exp.get("choices"):
-            parts.append("<h3>Protocol choices</h3>")
-            parts.append(_table(pd.DataFrame(exp["choices"], columns=["choice", "follows"]),
-                                left=("choice", "follows")))
-        for fig in figures.get(name, []):
-            parts.append(_img(fig))
-        parts.append("<h3>Final average accuracy (%)</h3><p class='small'>Mean ± SEM over seeds (n).</p>")
-        names = labels(exp)
-        order = list(names.values())
-        parts.append(_table(results_table(summary, name, order), left=("method",)))
-        parts.append("<details><summary>Final average accuracy of each run (%)</summary>"
-                     + _table(seeds_table(runs, name, order), left=("scenario", "method")) + "</details>")
-        per_task = ("<p class='small'>After the last task, mean ± SEM; in brackets: right after the task was "
-                    "trained.</p>" + _table(per_task_table(summary, name, order), left=("scenario", "method")))
-        parts.append(f"<h3>Accuracy on each task (%)</h3>{per_task}" if "task_bars" in exp.get("figures", [])
-                     else f"<details><summary>Accuracy on each task (%)</summary>{per_task}</details>")
-        parts.append("<h3>Backward/forward transfer, forgetting, accuracy right after each task "
-                     "(percentage points)</h3>")
-        parts.append(_table(other_metrics_table(summary, name, order), left=("scenario", "method")))
-        if name in audits and len(audits[name]):
-            parts.append("<h3>Audit against the published numbers</h3>")
-            parts.append("<p class='small'>Two-sided Welch test of equal means from both standard errors (a "
-                         "published single run without a spread: is it one more draw from our runs, t = "
-                         "(published − mean) / (SD √(1 + 1/n)), n − 1 df); "
-                         f"agrees: p ≥ {config['audit']['alpha']}; close: p below it but |difference| ≤ "
-                         f"{config['audit']['tolerance_pp']} pp; disagrees otherwise.</p>")
-            parts.append(audit_section(audits[name]))
-        elif name in audits:
-            parts.append("<h3>Audit against the published numbers</h3><p>None of this experiment's numbers "
-                         "are in <code>config/targets.csv</code>: nothing to audit.</p>")
-        grown = method_log_table(runs, name)
-        if len(grown):
-            parts.append("<h3>Recorded after each task</h3><p class='small'>Per method and task (Method.task_log): "
-                         "e.g. CLN's hidden units per layer, output units in use, latent dimensions and the "
-                         "fraction of generated samples its filter kept; A-GEM's fraction of steps projected, "
-                         "the first-order rise of the memory batch's loss over the optimiser's steps (uphill) "
-                         "and that loss's maximum and last value in the task. A value shared by every seed is shown "
-                         "as it is; one that varies, as mean ± SEM (n).</p>")
-            parts.append(_table(grown, left=("scenario", "method")))
-        methods = pd.DataFrame([{"method": names[key], "library method": spec["method"],
-                                 "settings": json.dumps({k: v for k, v in spec.items()
-                                                         if k not in ("method", "label")})}
-                                for key, spec in exp["methods"].items()])
-        parts.append("<h3>Methods and hyperparameters</h3>")
-        parts.append(_table(methods, left=("method", "library method", "settings")))
-    for name, sim in config.get("_simulations", {}).items():
-        parts.append(simulation_section(name, sim, (simulations or {}).get(name, {}), figures.get(name, [])))
-    parts.append("<h2>How this was produced</h2>")
-    parts.append("<p><code>snakemake --cores all" + ("" if preset == "paper" else f" --config preset={preset}")
-                 + "</code>; every run's spec, seeds and provenance are in <code>runs.csv</code> and the "
-                 "per-run JSON files beside this report. <code>training_code</code>: whether a run was made by "
-                 "the training code of this version (<code>current</code>, or code shown bit-identical to it), by "
-                 "<code>other</code> code, or <code>unknown</code> (uncommitted code); "
-                 "<code>clrepro stale</code> lists them.</p>")
-    parts.append(rerun_section(runs))
-    parts.append(provenance_section(runs))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+           simulations: dict[str, dict[str, dict]] | None = None, reference: pd.DataFrame | None = None,
+           unavailable: dict[str, str] | None = None, command_config: dict | None = None) -> str:
+    """The page. ``unavailable``: {experiment: why it could not run}; ``command_config``: the
+    ``--config`` overrides of the command that made it."""
+    unavailable = unavailable or {}
+    experiments = [experiment_view(name, exp, config, preset, summary, runs, audits.get(name), figures.get(name, []),
+                                   reference, unavailable.get(name))
+                   for name, exp in config["_experiments"].items()]
+    total = {k: sum(e["counts"][k] for e in experiments) for k in COUNT_KEYS}
+    disagreements = [{"target_id": d["target_id"], "title": f"{e['title']}: {d['title']}"}
+                     for e in experiments if e.get("audit") for d in e["audit"]["details"] if d["kind"] == "disagrees"]
+    sentence = headline(total, preset)
+    missing = [e["title"] for e in experiments if e["unavailable"]]
+    if missing:
+        sentence += f" Could not run: {', '.join(missing)} (see below)."
+    sims = [simulation_view(name, sim, config, preset, (simulations or {}).get(name, {}), figures.get(name, []))
+            for name, sim in config.get("_simulations", {}).items()]
+    return TEMPLATES.get_template("report.html.j2").render(
+        css=Markup(CSS), preset=preset, now=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        n_runs=len(runs), experiments=experiments, simulations=sims, count_keys=COUNT_KEYS,
+        overall={"counts": total, "sentence": sentence, "disagreements": disagreements},
+        command=reproduce_command(preset, command_config), reruns=Markup(rerun_section(runs)),
+        provenance=Markup(provenance_section(runs)))
 
 
 def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out,
-         simulation_records=()) -> None:
+         simulation_records=(), reference_csv=None, unavailable: dict[str, str] | None = None,
+         command_config: dict | None = None) -> None:
     """``simulation_records``: ``.../<simulation>/<panel>.json``; a simulation's figures are
     ``.../<simulation>/<kind>.png``."""
     audits = {Path(p).stem.removesuffix("_audit"): read_csv(p) for p in audit_csvs}
@@ -337,6 +447,8 @@ def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, 
     simulations: dict[str, dict[str, dict]] = {}
     for p in map(Path, simulation_records):
         simulations.setdefault(p.parent.name, {})[p.stem] = json.loads(p.read_text())
-    page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures, simulations)
+    reference = read_csv(reference_csv) if reference_csv else None
+    page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures, simulations,
+                  reference, unavailable, command_config)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

@@ -5,7 +5,7 @@ REFERENCE_RUNS = "config/reference_runs.csv"
 
 rule aggregate:
     input:
-        RESULTS,
+        results,
     output:
         runs=report(f"{OUT}/runs.csv", caption="../report/runs.rst", category="Tables"),
         accuracy=f"{OUT}/accuracy.csv",

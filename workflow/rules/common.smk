@@ -1,11 +1,16 @@
+import functools
 import json
+import os
 import shlex
+import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from clrepro import config as clconfig
 from clrepro import data as cldata
+from clrepro import notes as clnotes
 
 min_version("8.0")
 
@@ -14,6 +19,9 @@ configfile: "config/config.yaml"
 
 
 validate(config, "../schemas/config.schema.yaml")
+# A preset may choose what runs (presets.<name>.experiments, simulations, methods): applied here,
+# where the keys given with --config are known (they win), so the resolved configuration holds it.
+config.update(clconfig.apply_preset_choices(config, explicit=set(workflow.config_settings.config)))
 
 # Experiments with the preset applied, validated (schema, methods x scenarios, hyperparameters)
 # before any job runs; `--config seeds=N` sets every experiment's number of seeds.
@@ -27,10 +35,9 @@ OUT = f"{config['outdir']}/{PRESET}"
 CKPT = str(clconfig.checkpoint_dir(CFG))
 DATA = config["data"]["root"]
 RUNS = clconfig.runs(CFG)
-RESULTS = [f"{OUT}/runs/{run.path}.json" for run in RUNS]
 EXPERIMENTS = list(CFG["_experiments"])
+RUNS_OF = {name: [run for run in RUNS if run.experiment == name] for name in EXPERIMENTS}
 REPORT = f"{OUT}/report.html"
-FIGURES = [f"{OUT}/figures/{name}_{kind}.png" for name, exp in CFG["_experiments"].items() for kind in exp["figures"]]
 
 
 wildcard_constraints:
@@ -48,6 +55,11 @@ def experiment_config(experiment):
     return str(clconfig.experiment_path(CONFIGFILE, experiment))
 
 
+def notes_file(name):
+    """The experiment's or simulation's notes (config/notes/<name>.md): an input of the report."""
+    return str(clnotes.notes_path(CONFIGFILE, name))
+
+
 def raw_files(dataset):
     """The verified files of a dataset that `clrepro download` leaves (downloads, unpacked copies)."""
     return [str(p) for p in cldata.outputs(DATA, dataset, config["data"].get("checksums"))]
@@ -56,6 +68,130 @@ def raw_files(dataset):
 def experiment_files(experiment):
     """The raw files of every dataset an experiment reads."""
     return [f for d in clconfig.dataset_names(CFG["_experiments"][experiment]) for f in raw_files(d)]
+
+
+def status_file(dataset):
+    """Where the dataset's download checkpoint records whether it could be had: {"ok", "reason"}."""
+    return f"{DATA}/.status/{dataset}.json"
+
+
+def data_source(dataset):
+    """Where `clrepro download` takes a dataset from, and which of its files that mirror holds: a
+    param of the download, so that pointing CLREPRO_DATA_MIRROR (or data.mirror) at the files, or
+    the files arriving in the mirror, tries a failed download again (and retrains nothing)."""
+    mirror = os.environ.get(cldata.MIRROR_ENV) or config["data"]["mirror"]
+    if not mirror:
+        return "the official mirrors"
+    sub = cldata.DATASETS[dataset][1]
+    held = [f for f, _ in cldata.resources(dataset, config["data"].get("checksums"))
+            if (Path(mirror) / f).is_file() or (Path(mirror) / sub / f).is_file()]
+    return json.dumps({"mirror": str(Path(mirror).resolve()), "holds": held})
+
+
+def recorded_status(dataset):
+    """The dataset's status file as it is (None when absent or unreadable)."""
+    try:
+        return json.loads(Path(status_file(dataset)).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def dataset_status(dataset):
+    """What the dataset's download checkpoint recorded. Until it has run this raises Snakemake's
+    IncompleteCheckpointException: the job asking waits for the download and is then looked at again."""
+    getattr(checkpoints, f"download_{dataset}").get()
+    return recorded_status(dataset)
+
+
+def drop_stale_statuses():
+    """A status that disagrees with the files (recorded as there but gone since, or as missing but
+    put in place since) is dropped, so that the download checkpoint runs again."""
+    for dataset in clconfig.all_datasets(CFG):
+        recorded = recorded_status(dataset)
+        if recorded is not None and recorded.get("ok") != all(Path(f).exists() for f in raw_files(dataset)):
+            Path(status_file(dataset)).unlink(missing_ok=True)
+
+
+if getattr(workflow, "is_main_process", True):
+    drop_stale_statuses()
+
+
+def result_file(run):
+    return f"{OUT}/runs/{run.path}.json"
+
+
+@functools.cache
+def present(run):
+    """Whether a run's result is present and of this spec (e.g. committed): it needs no data.
+    Asked once per run: a run this call trains was not present."""
+    try:
+        return json.loads(Path(result_file(run)).read_text())["spec_hash"] == clconfig.resolve(CFG, run)["spec_hash"]
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def unavailable(experiment, status=dataset_status):
+    """Why an experiment's runs that are not present cannot run (a dataset could not be had), or
+    None. An experiment whose runs are all present asks for no data."""
+    runs = RUNS_OF[experiment]
+    missing = [run for run in runs if not present(run)]
+    if not missing:
+        return None
+    bad = {}
+    for dataset in clconfig.dataset_names(CFG["_experiments"][experiment]):
+        recorded = status(dataset)
+        if recorded is not None and not recorded["ok"]:
+            bad[dataset] = recorded["reason"]
+    if not bad:
+        return None
+    why = "; ".join(f"{dataset}: {reason}" for dataset, reason in bad.items())
+    if len(missing) < len(runs):
+        why += f" ({len(missing)} of its {len(runs)} runs could not run; the other {len(runs) - len(missing)} are present)"
+    return why
+
+
+def results_of(experiment):
+    """An experiment's result files: every run's, or, when its data could not be had, those of the
+    runs present (committed results count whatever the data)."""
+    runs = RUNS_OF[experiment]
+    if unavailable(experiment):
+        runs = [run for run in runs if present(run)]
+    return [result_file(run) for run in runs]
+
+
+def results(wildcards=None):
+    """Every result the DAG makes or keeps (an input of aggregate and verify)."""
+    return [f for e in EXPERIMENTS for f in results_of(e)]
+
+
+# One input function per experiment (the `all` target's): Snakemake looks at each apart, so an experiment
+# waiting for its download does not hold back the training of the others.
+def _results_function(experiment):
+    def experiment_results(wildcards):
+        return results_of(experiment)
+
+    return experiment_results
+
+
+RESULTS_BY_EXPERIMENT = [_results_function(e) for e in EXPERIMENTS]
+
+
+def reported(wildcards=None):
+    """The experiments with results to show (audited, drawn)."""
+    return [e for e in EXPERIMENTS if results_of(e)]
+
+
+def audit_files(wildcards=None):
+    return [f"{OUT}/audit/{e}_audit.csv" for e in reported()]
+
+
+def figure_files(wildcards=None):
+    return [f"{OUT}/figures/{e}_{kind}.png" for e in reported() for kind in CFG["_experiments"][e]["figures"]]
+
+
+def unavailable_param(wildcards=None):
+    """{experiment: why it could not run} as JSON, for the report (a param: it re-renders when it changes)."""
+    return json.dumps({e: why for e in EXPERIMENTS if (why := unavailable(e))}, sort_keys=True)
 
 
 def run_spec(wildcards):
@@ -81,13 +217,19 @@ def inputs_param(wildcards, input):
 
 def training_inputs(wildcards):
     """The datasets a run reads; none for a run whose result is present and of this spec (e.g.
-    committed): fetching the data, in this call or since, must not make it train again."""
+    committed): fetching the data, in this call or since, must not make it train again. The
+    data are there once the download checkpoint has run (the `all` target asks for no run that
+    lacks them; a run asked for by name fails, saying why)."""
     result = Path(f"{OUT}/runs/{wildcards.experiment}/{wildcards.scenario}/{wildcards.method}/seed{wildcards.seed}.json")
     try:
         if json.loads(result.read_text())["spec_hash"] == run_spec(wildcards)["spec_hash"]:
             return []
     except (OSError, ValueError, KeyError):
         pass
+    for dataset in clconfig.dataset_names(CFG["_experiments"][wildcards.experiment]):
+        recorded = dataset_status(dataset)
+        if not recorded["ok"]:
+            raise WorkflowError(f"{result} cannot be trained: {dataset}: {recorded['reason']}")
     return ancient(experiment_files(wildcards.experiment))
 
 
@@ -97,3 +239,4 @@ def uses_gpu():
     import torch
 
     return 1 if torch.cuda.is_available() else 0
+

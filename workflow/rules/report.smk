@@ -1,21 +1,31 @@
+# The --config of this command, shown in the report as the command that reproduces it (written
+# into the command, not a param: running the same DAG with another --config does not re-render it).
+COMMAND_CONFIG = shlex.quote(json.dumps(dict(workflow.config_settings.config), sort_keys=True, default=str)).replace(
+    "{", "{{").replace("}", "}}")
+
+
 rule report:
     input:
         summary=f"{OUT}/summary.csv",
         runs=f"{OUT}/runs.csv",
         experiments=[experiment_config(e) for e in EXPERIMENTS],
-        audits=expand(f"{OUT}/audit/{{experiment}}_audit.csv", experiment=EXPERIMENTS),
-        figures=FIGURES,
+        audits=audit_files,
+        figures=figure_files,
         simulation_configs=[simulation_config(s) for s in SIMULATIONS],
         simulation_plots=SIMULATION_PLOTS,
         simulations=SIMULATION_RECORDS,
+        notes=[p for p in map(notes_file, EXPERIMENTS + list(SIMULATIONS)) if Path(p).exists()],
+        reference_runs=REFERENCE_RUNS,
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
     params:
         inputs=inputs_param,
+        unavailable=unavailable_param,
     log:
         f"logs/{PRESET}/report.log",
     shell:
         "clrepro report --config {RESOLVED} --summary-csv {input.summary:q} "
         "--runs-csv {input.runs:q} --audit {input.audits:q} --figures {input.figures:q} {input.simulation_plots:q} "
-        "--simulations {input.simulations:q} --out {output:q} "
+        "--simulations {input.simulations:q} --reference-runs {input.reference_runs:q} "
+        f"--command-config {COMMAND_CONFIG} --unavailable {{params.unavailable:q}} --out {{output:q}} "
         "> {log:q} 2>&1"

@@ -5,7 +5,7 @@ rule verify:
     """Target: re-evaluate every run's final checkpoint (e.g. after `dvc pull`) and check that it
     gives the accuracies its result file records."""
     input:
-        RESULTS,
+        results,
     output:
         f"{OUT}/audit/checkpoints.csv",
     params:

@@ -18,8 +18,8 @@ rule train:
     threads: config["threads_per_job"]
     resources:
         gpu=uses_gpu(),
-    shell:
-        "clrepro train --spec {params.spec:q} --out {output:q} --threads {threads} "
+    shell:   # exec: the shell does not stand between a signal and training (SIGTERM would end it first)
+        "exec clrepro train --spec {params.spec:q} --out {output:q} --threads {threads} "
         f"--data-root {shlex.quote(DATA)} --checkpoints "
         f"{shlex.quote(CKPT)}/{{wildcards.experiment}}/{{wildcards.scenario}}/{{wildcards.method}}/seed{{wildcards.seed}} "
         f"--device {shlex.quote(config['device'])} --checkpoint-every {config['checkpoint_every_s']} "
@@ -28,6 +28,6 @@ rule train:
 
 
 rule runs:
-    """Target: every run of the configured grid, without the analysis."""
+    """Target: every run of the configured grid (those whose data could be had), without the analysis."""
     input:
-        RESULTS,
+        RESULTS_BY_EXPERIMENT,

@@ -1,0 +1,82 @@
+"""What a configuration costs to run: per experiment, its runs and the CPU- or GPU-hours of
+training they take, estimated from the training times of the committed runs of the paper preset
+(``reports/paper/runs.csv``: ``train_seconds`` and ``device`` of each run). Experiments without
+committed paper runs, and other presets, are "not measured"."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import config as clconfig
+
+#: the committed results whose training times are the estimates
+MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs.csv"
+
+
+def measured_times(path: str | Path = MEASURED) -> pd.DataFrame:
+    """experiment, scenario, method, train_seconds, device and kind ("CPU" or "GPU") of each
+    committed paper run; empty when the file is absent."""
+    cols = ["experiment", "scenario", "method", "train_seconds", "device"]
+    try:
+        runs = pd.read_csv(path, usecols=cols + ["preset"], keep_default_na=False, na_values=[""])
+    except (OSError, ValueError):
+        return pd.DataFrame(columns=cols + ["kind"])
+    runs = runs[(runs.preset == "paper") & runs.train_seconds.notna()][cols].copy()
+    runs["kind"] = ["GPU" if str(d).startswith("cuda") else "CPU" for d in runs.device]
+    return runs
+
+
+def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFrame | None = None) -> dict:
+    """{experiment: {"runs": n, "hours": h or None, "kind": "CPU"/"GPU"/None, "device": str or None,
+    "measured": committed runs the estimate is from}} for ``runs`` (default: every run of ``cfg``).
+    A run takes the mean time of the committed runs of its method and scenario on the experiment's
+    usual kind of device, else of its method, else of the experiment."""
+    runs = clconfig.runs(cfg) if runs is None else runs
+    times = measured_times() if times is None else times
+    out = {}
+    for name in cfg["_experiments"]:
+        mine = [r for r in runs if r.experiment == name]
+        rows = times[times.experiment == name]
+        entry = {"runs": len(mine), "hours": None, "kind": None, "device": None, "measured": 0}
+        if cfg["preset"] == "paper" and len(rows):
+            kind = rows.kind.value_counts().idxmax()
+            rows = rows[rows.kind == kind]
+            by_cell = rows.groupby(["method", "scenario"]).train_seconds.mean()
+            by_method = rows.groupby("method").train_seconds.mean()
+            overall = rows.train_seconds.mean()
+            seconds = sum(by_cell.get((r.method, r.scenario), by_method.get(r.method, overall)) for r in mine)
+            entry.update(hours=seconds / 3600, kind=kind, device=rows.device.value_counts().idxmax(),
+                         measured=len(rows))
+        out[name] = entry
+    return out
+
+
+def _hours(entry: dict) -> str:
+    if entry["hours"] is None:
+        return "not measured"
+    h = entry["hours"]
+    return f"~{h:.0f} {entry['kind']}-hours" if h >= 10 else f"~{h:.1f} {entry['kind']}-hours"
+
+
+def summary(cfg: dict, todo: list[clconfig.Run] | None = None, times: pd.DataFrame | None = None) -> str:
+    """Lines for the terminal: each experiment's runs and hours, and (``todo``) how many of them
+    are still to train (those whose data can be had will)."""
+    times = measured_times() if times is None else times
+    full = estimate(cfg, None, times)
+    now = estimate(cfg, todo, times) if todo is not None else None
+    where = ("from the training times of the committed paper runs, reports/paper/runs.csv; a GPU-hour is a "
+             "training job's time on a GPU it may share with others" if cfg["preset"] == "paper" else
+             f"times are measured for the paper preset only, not for {cfg['preset']!r}")
+    lines = [f"clrepro: what preset {cfg['preset']!r} costs ({where}):"]
+    width = max(map(len, full), default=0)
+    for name, entry in full.items():
+        line = f"  {name:<{width}}  {entry['runs']:>5} runs  {_hours(entry)}"
+        if entry["device"]:
+            line += f" (measured on {entry['device']}, {entry['measured']} runs)"
+        if now is not None:
+            left = now[name]
+            line += ("; all present" if not left["runs"] else
+                     f"; {left['runs']} to train" + (f", {_hours(left)}" if left["hours"] is not None else ""))
+        lines.append(line)
+    return "\n".join(lines)

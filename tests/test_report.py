@@ -1,0 +1,136 @@
+"""The report's headline, compact audit and notes, on hand-made tables; and every committed note
+rendered against the committed results (a note whose number has no value fails here)."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from clrepro import config, notes
+from clrepro.aggregate import read_csv
+from clrepro.audit import COLUMNS
+from clrepro.report import audit_counts, audit_view, headline, protocol_table, render, reproduce_command
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _audit(rows):
+    return pd.DataFrame([{c: None for c in COLUMNS} | r for r in rows], columns=COLUMNS)
+
+
+AUDIT = _audit([
+    {"target_id": "t_none", "scenario": "task-IL", "our_scenario": "task", "label": "None", "metric": "acc",
+     "published": 87.19, "published_sem": 0.94, "n_published": 20, "ours": 88.5, "ours_sem": 0.64, "n_ours": 5,
+     "difference": 1.31, "test": "welch", "t": 1.15, "df": 18.2, "p_value": 0.26, "verdict": "agrees"},
+    {"target_id": "t_ewc", "scenario": "class-IL", "our_scenario": "class", "label": "EWC", "metric": "acc",
+     "published": 20.0, "published_sem": 0.1, "n_published": 20, "ours": 22.0, "ours_sem": 0.2, "n_ours": 5,
+     "difference": 2.0, "test": "welch", "t": 8.9, "df": 6.0, "p_value": 1e-4, "verdict": "disagrees"},
+    {"target_id": "t_si", "scenario": "class-IL", "our_scenario": "class", "label": "SI", "metric": "acc",
+     "published": 20.0, "published_sem": 0.1, "n_published": 20, "ours": 20.5, "ours_sem": 0.1, "n_ours": 5,
+     "difference": 0.5, "test": "welch", "t": 3.5, "df": 20.0, "p_value": 0.002, "verdict": "close"},
+    {"target_id": "t_xdg", "scenario": "task-IL", "our_scenario": "task", "label": "XdG", "metric": "acc",
+     "published": 99.1, "published_sem": 0.08, "n_published": 20, "n_ours": 0, "verdict": "not run"},
+    {"target_id": "t_task1", "scenario": "domain-IL", "our_scenario": "domain", "label": "None",
+     "metric": "acc_task1", "published": 71.2, "n_published": 1, "ours": 80.0, "ours_sem": 1.0, "n_ours": 1,
+     "difference": 8.8, "verdict": "no verdict (one run of ours)"},
+])
+
+
+def test_headline_counts_each_verdict():
+    counts = audit_counts(AUDIT)
+    assert counts == {"published": 5, "run": 4, "agree": 1, "close": 1, "disagree": 1, "no_verdict": 1,
+                      "not_run": 1}
+    assert headline(counts, "paper") == ("Of 5 published numbers, 4 were run: 1 agrees, 1 is close, 1 disagrees, "
+                                         "1 without a verdict (too few runs or no spread); 1 not run.")
+    assert headline(audit_counts(AUDIT.iloc[:1]), "paper") == (
+        "Of 1 published number, 1 was run: 1 agrees, none is close, none disagrees.")
+    assert headline(counts, "quick") == "Of 5 published numbers, 4 were run (the quick preset: no verdicts); 1 not run."
+
+
+def test_compact_audit_is_methods_by_scenarios_with_a_cell_per_published_number():
+    view = audit_view(AUDIT, ["EWC", "None", "SI"], {"t_ewc": "<p>why</p>"}, "audit/x.csv", "rule")
+    assert view["columns"] == ["Task-IL", "Domain-IL, acc task1", "Class-IL"]
+    assert [r["method"] for r in view["rows"]] == ["EWC", "None", "SI", "XdG"]    # configured order first
+    ewc = view["rows"][0]["cells"]
+    assert ewc[0] is None and ewc[1] is None and ewc[2]["kind"] == "disagrees" and ewc[2]["note"]
+    assert ewc[2]["published"] == "20.00 ± 0.10" and ewc[2]["ours"] == "22.00 ± 0.20 (5)"
+    assert ewc[2]["difference"] == "Δ +2.00" and "t = 8.90" in ewc[2]["stats"] and "p = 0.000" in ewc[2]["stats"]
+    assert sum(c is not None for r in view["rows"] for c in r["cells"]) == len(AUDIT)
+    assert view["rows"][3]["cells"][0]["kind"] == "not-run"
+
+
+def _context(tmp_path, text, methods=("none", "ewc"), all_methods=None):
+    runs = pd.DataFrame([{"experiment": "e", "scenario": "class", "method": m, "seed": s, "acc": a,
+                          "learned_task2": 90.0 + s, "train_seconds": 3600.0,
+                          "method_log": json.dumps([{"uphill": 1.0 + s}, {"uphill": 10.0 * (s + 1)}])}
+                         for m in methods for s, a in enumerate((20.0, 22.0, 24.0))])
+    exp = {"methods": {m: {} for m in methods}}
+    if all_methods:
+        exp["_all_methods"] = list(all_methods)
+    path = tmp_path / "e.md"
+    path.write_text(text)
+    return path, notes.Context("e", exp, runs, AUDIT, None, 3)
+
+
+def test_notes_take_every_number_from_the_tables(tmp_path):
+    path, ctx = _context(tmp_path, "EWC ends at {{ ours.class.ewc }} (runs {{ ours.class.ewc.range }}),\n"
+                                   "task 2 {{ metric('class', 'ewc', 'learned_task2').mean|f(1) }}%, uphill "
+                                   "{{ log('class', 'ewc', 'uphill', tasks=[2]).range }}; "
+                                   "{{ published.t_ewc }} by {{ audit.t_ewc.difference|f(1) }}; {{ seeds }} seeds "
+                                   "and {{ train_hours|f(0) }} h.\n\n## Paper scale\n\nOnly at *paper* scale.\n")
+    page = notes.render(path, ctx, "paper")
+    assert page.html == ("<p>EWC ends at 22.00 ± 1.15 (n = 3) (runs 20.0–24.0),\ntask 2 91.0%, uphill 10.0–30.0; "
+                         "20.00 ± 0.10 by 2.0; 3 seeds and 6 h.</p>\n<p>Only at <em>paper</em> scale.</p>\n")
+    assert "paper" not in notes.render(path, ctx, "quick").html
+
+
+@pytest.mark.parametrize("placeholder, problem", [
+    ("{{ ours.class.mas }}", r"ours\.class\.mas: no such ours\.class key \(known: ewc, none\)"),
+    ("{{ ours.clas.ewc }}", "ours.clas: no such ours key"),
+    ("{{ published.t_lwf }}", "no such published key"), ("{{ metric('class', 'ewc', 'bwt') }}", "no metric 'bwt'"),
+    ("{{ n_runs }}", "'n_runs' is undefined")])
+def test_a_note_without_a_value_fails_naming_file_line_and_value(tmp_path, placeholder, problem):
+    path, ctx = _context(tmp_path, f"First paragraph.\n\nSecond,\nwith {placeholder}.\n")
+    with pytest.raises(notes.NoteError, match=rf"e\.md: paragraph at line 3: .*{problem}"):
+        notes.render(path, ctx, "paper")
+
+
+def test_a_note_on_a_method_left_out_of_the_report_is_dropped_and_said(tmp_path):
+    path, ctx = _context(tmp_path, "Kept.\n\nSI: {{ ours.class.si }}.\n\n## Audit notes\n\n### t_ewc\nEWC: "
+                                   "{{ ours.class.ewc.mean|f(1) }}.\n", all_methods=("none", "ewc", "si"))
+    page = notes.render(path, ctx, "paper")
+    assert page.html == "<p>Kept.</p>\n" and page.left_out == ("si (class)",)
+    assert page.audit == {"t_ewc": "<p>EWC: 22.0.</p>\n"}
+    path.write_text("## Audit notes\n\n### t_lwf\nno such target\n")
+    with pytest.raises(notes.NoteError, match="t_lwf"):
+        notes.render(path, ctx, "paper")
+    path.write_text("## Results\n\ntext\n")
+    with pytest.raises(notes.NoteError, match="line 1: unknown section 'Results'"):
+        notes.render(path, ctx, "paper")
+
+
+def test_the_committed_notes_render_against_the_committed_results(tmp_path):
+    """Every number in config/notes/*.md has a value in reports/paper (else a stale note), and the
+    committed paper report renders (its headline, one compact audit cell per published number)."""
+    cfg = config.load(REPO / "config" / "config.yaml",
+                      {"seeds": {"split_mnist_vdv19": 5, "permuted_mnist_si17": {"ewc": 2, "online_ewc": 3, "mas": 2,
+                                                                                 "l2": 3}}})
+    paper = REPO / "reports" / "paper"
+    runs, summary = read_csv(paper / "runs.csv"), read_csv(paper / "summary.csv")
+    audits = {p.stem.removesuffix("_audit"): read_csv(p) for p in (paper / "audit").glob("*_audit.csv")}
+    page = render(cfg, "paper", summary, runs, audits, {}, {}, read_csv(REPO / "config" / "reference_runs.csv"),
+                  {"split_cifar_si17": "no data (download failed)"}, {"seeds": 5})
+    n = sum(len(a) for a in audits.values())
+    assert f"Of {n} published numbers" in page and page.count("<td id=\"audit-") == n
+    assert "Could not run: Split CIFAR-10/100" in page and "no data (download failed)" in page
+    assert "snakemake --cores all --config seeds=5" in page
+    assert "{{" not in page and "Notes left out" not in page
+
+
+def test_protocol_table_and_reproducing_command():
+    exp = config.load(REPO / "config" / "config.yaml")["_experiments"]["split_mnist_vdv19"]
+    t = protocol_table(exp, 20).set_index("setting")["value"]
+    assert t["network"] == "mlp: hidden 400-400" and t["iterations per task"] == 2000 and t["seeds per method"] == 20
+    assert reproduce_command("paper", {}) == "snakemake --cores all"
+    assert reproduce_command("quick", {"seeds": {"a": 2}}) == \
+        "snakemake --cores all --config 'seeds={\"a\":2}' preset=quick"
