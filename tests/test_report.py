@@ -132,5 +132,5 @@ def test_protocol_table_and_reproducing_command():
     t = protocol_table(exp, 20).set_index("setting")["value"]
     assert t["network"] == "mlp: hidden 400-400" and t["iterations per task"] == 2000 and t["seeds per method"] == 20
     assert reproduce_command("paper", {}) == "snakemake --cores all"
-    assert reproduce_command("quick", {"seeds": {"a": 2}}) == \
-        "snakemake --cores all --config 'seeds={\"a\":2}' preset=quick"
+    assert reproduce_command("quick", {"seeds": {"a": "2"}, "experiments": ["a", "b"]}) == \
+        "snakemake --cores all --config 'seeds={a: 2}' 'experiments=[a, b]' preset=quick"

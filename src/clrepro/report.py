@@ -395,12 +395,21 @@ def simulation_view(name: str, sim: dict, config: dict, preset: str, records: di
     return view
 
 
+def _flow(v) -> str:
+    """A ``--config`` value as one types it: YAML flow style, ``{a: [b, c], d: 5}``."""
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_flow(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(map(_flow, v)) + "]"
+    return str(v)
+
+
 def reproduce_command(preset: str, overrides: dict | None) -> str:
     """The command that renders this report: ``snakemake --cores all`` with its ``--config``."""
     cfg = dict(overrides or {})
     if preset != "paper":
         cfg.setdefault("preset", preset)
-    items = [f"{k}={v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))}" for k, v in cfg.items()]
+    items = [f"{k}={_flow(v)}" for k, v in cfg.items()]
     return "snakemake --cores all" + (" --config " + " ".join(map(shlex.quote, items)) if items else "")
 
 
