@@ -252,7 +252,7 @@ def test_an_experiment_without_its_data_leaves_the_others_to_finish(tiny_mnist, 
     assert proc.returncode == 0, out[-6000:]
     for name in ("cifar10", "cifar100"):
         assert f"clrepro download {name}: could not get {name} from the data mirror" in out, out[-6000:]
-        status = json.loads((work / "data" / ".status" / f"{name}.json").read_text())
+        status = json.loads((work / "data" / "download-status" / f"{name}.json").read_text())
         assert not status["ok"] and status["reason"].startswith("no data: ")
     assert "set CLREPRO_DATA_MIRROR=" in out and "split_cifar_si17 could not run: cifar10: no data" in out
     rep = work / "reports" / "test"

@@ -72,7 +72,7 @@ def experiment_files(experiment):
 
 def status_file(dataset):
     """Where the dataset's download checkpoint records whether it could be had: {"ok", "reason"}."""
-    return f"{DATA}/.status/{dataset}.json"
+    return f"{DATA}/download-status/{dataset}.json"
 
 
 def data_source(dataset):

@@ -1,8 +1,9 @@
 # Fetch each dataset once (official mirrors, or a local mirror), md5-verified, atomically. The job
-# always succeeds: it records in <data>/.status/<dataset>.json whether the data could be had and,
-# when not, why (and says it on the terminal). It is a checkpoint: once it has run, the experiments
-# whose data could not be had drop out of the DAG (common.smk, `results`) and the others run; the
-# report names them. Pointing CLREPRO_DATA_MIRROR or data.mirror at the files tries again (a param).
+# always succeeds: it records in <data>/download-status/<dataset>.json whether the data could be
+# had and, when not, why (and says it on the terminal). It is a checkpoint: once it has run, the
+# experiments whose data could not be had drop out of the DAG (common.smk, `results`) and the
+# others run; the report names them. Pointing CLREPRO_DATA_MIRROR or data.mirror at the files
+# tries again (a param).
 for _dataset in clconfig.all_datasets(CFG):
 
     checkpoint:
