@@ -76,7 +76,8 @@ def _train(a):
     def interrupted(signum, frame):
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    signal.signal(signal.SIGTERM, interrupted)
+    if a.checkpoints:   # without a checkpoint folder SIGTERM keeps its default: nothing to save or say
+        signal.signal(signal.SIGTERM, interrupted)
     try:
         _train_run(a)
     except KeyboardInterrupt as stop:
