@@ -125,6 +125,12 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     assert "Could not run: Split CIFAR-10/100" in page and "no data (download failed)" in page
     assert "snakemake --cores all --config seeds=5" in page
     assert "{{" not in page and "Notes left out" not in page
+    # a note's {{ ours.<scenario>.<method> }} is the summary table's mean ± SEM (n) of the same runs
+    for r in summary[summary.metric == "acc"].itertuples():
+        exp = cfg["_experiments"][r.experiment]
+        v = notes.Context(r.experiment, exp, runs, None, None, 0).metric(r.scenario, r.method)
+        assert (v.n, round(v.mean, 9)) == (r.n, round(r.mean, 9)), r
+        assert v.n == 1 or abs(v.sem - r.sem) < 1e-9, r
 
 
 def test_protocol_table_and_reproducing_command():
@@ -134,3 +140,18 @@ def test_protocol_table_and_reproducing_command():
     assert reproduce_command("paper", {}) == "snakemake --cores all"
     assert reproduce_command("quick", {"seeds": {"a": "2"}, "experiments": ["a", "b"]}) == \
         "snakemake --cores all --config 'seeds={a: 2}' 'experiments=[a, b]' preset=quick"
+
+
+def test_banner_says_who_left_methods_out(monkeypatch):
+    """Methods the demo preset leaves out are said to be left out by it, not by --config methods."""
+    from clrepro.report import _banners, preset_chose_methods
+    monkeypatch.chdir(REPO)
+    name = "split_mnist_vdv19"
+    for given, by, left_out in (({"preset": "demo"}, "by the preset <code>demo</code>", "A-GEM"),
+                                ({"preset": "demo", "methods": {name: ["none", "si"]}},
+                                 "by <code>--config methods=...</code>", "EWC")):
+        cfg = config.load("config/config.yaml", given)
+        exp = cfg["_experiments"][name]
+        chosen = "demo" if preset_chose_methods(cfg, "demo", name, exp) else None
+        [banner] = [b for b in _banners(name, exp, chosen) if "Left out" in b]
+        assert by in banner and left_out in banner, banner

@@ -276,3 +276,4 @@ def test_an_experiment_without_its_data_leaves_the_others_to_finish(tiny_mnist, 
     assert result.read_bytes() == recorded and not result.with_name("seed1.json").exists()
     page = (rep / "report.html").read_text()
     assert "train-images-idx3-ubyte.gz not found in the data mirror" in page and "1 of its 2 runs could not run" in page
+    assert "Final average accuracy of each run (%)" in page      # the present run is shown under the warning

@@ -19,7 +19,7 @@ from markupsafe import Markup
 from . import notes as notes_mod
 from .aggregate import read_csv
 from .atomic import atomic_path
-from .config import labels, seeds_of
+from .config import ConfigError, _load_yaml, labels, seeds_of
 from .figures import SCENARIO_TITLES
 from .metrics import parse_task_metric
 
@@ -295,7 +295,7 @@ def _html(df: pd.DataFrame, left=()) -> Markup:
     return Markup(_table(df, left=left))
 
 
-def _banners(name: str, exp: dict) -> list[str]:
+def _banners(name: str, exp: dict, chosen_by: str | None = None) -> list[str]:
     out = []
     if exp.get("_seeds_in_file"):
         n = len(seeds_of(exp))
@@ -310,9 +310,22 @@ def _banners(name: str, exp: dict) -> list[str]:
                    + ", ".join(f"{names[m]} {n}" for m, n in fewer.items())
                    + f", where the others have {len(seeds_of(exp))}.")
     if exp.get("_left_out"):
-        out.append(Markup("Left out of this report by <code>--config methods=...</code>: ")
-                   + ", ".join(exp["_left_out"]) + ". The audit lists their published numbers as not run.")
+        by = (Markup(f"by the preset <code>{html.escape(chosen_by)}</code>") if chosen_by
+              else Markup("by <code>--config methods=...</code>"))
+        out.append(Markup(f"Left out of this report {by}: ") + ", ".join(exp["_left_out"])
+                   + ". The audit lists their published numbers as not run.")
     return out
+
+
+def preset_chose_methods(config: dict, preset: str, name: str, exp: dict) -> bool:
+    """Whether the experiment's methods are those its preset chooses in the config file (the
+    resolved configuration no longer says where a choice came from)."""
+    try:
+        own = _load_yaml(Path(config["_config_file"]))
+    except (OSError, ConfigError):
+        return False
+    chosen = (((own.get("presets") or {}).get(preset) or {}).get("methods") or {}).get(name)
+    return chosen is not None and set(chosen) == set(exp["methods"])
 
 
 def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
@@ -320,7 +333,7 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
                     unavailable: str | None) -> dict:
     view = {"name": name, "title": exp.get("title", name), "unavailable": unavailable,
             "ran": name in set(summary.experiment), "counts": audit_counts(audit)}
-    if not view["ran"] or unavailable:
+    if not view["ran"]:      # partly unavailable: its present runs are shown under the warning
         return view
     names = labels(exp)
     order = list(names.values())
@@ -361,7 +374,8 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
         sentence=headline(counts, preset) if counts["published"] else
         "None of this experiment's numbers are in config/targets.csv: nothing to audit; the figures and tables "
         "are ours alone.",
-        banners=_banners(name, exp), figures=_images(figures),
+        banners=_banners(name, exp, preset if preset_chose_methods(config, preset, name, exp) else None),
+        figures=_images(figures),
         audit=None if audit is None or not len(audit) else audit_view(audit, order, rendered.audit,
                                                                       f"audit/{name}_audit.csv", rule),
         results=_html(results_table(summary, name, order), left=("method",)),

@@ -120,14 +120,15 @@ def result_file(run):
     return f"{OUT}/runs/{run.path}.json"
 
 
-@functools.cache
-def present(run):
-    """Whether a run's result is present and of this spec (e.g. committed): it needs no data.
-    Asked once per run: a run this call trains was not present."""
+def is_present(run):
+    """Whether a run's result is present and of this spec (e.g. committed): it needs no data."""
     try:
         return json.loads(Path(result_file(run)).read_text())["spec_hash"] == clconfig.resolve(CFG, run)["spec_hash"]
     except (OSError, ValueError, KeyError):
         return False
+
+
+present = functools.cache(is_present)   # as the DAG starts: a run this call trains was not present
 
 
 def unavailable(experiment, status=dataset_status):
@@ -220,16 +221,13 @@ def training_inputs(wildcards):
     committed): fetching the data, in this call or since, must not make it train again. The
     data are there once the download checkpoint has run (the `all` target asks for no run that
     lacks them; a run asked for by name fails, saying why)."""
-    result = Path(f"{OUT}/runs/{wildcards.experiment}/{wildcards.scenario}/{wildcards.method}/seed{wildcards.seed}.json")
-    try:
-        if json.loads(result.read_text())["spec_hash"] == run_spec(wildcards)["spec_hash"]:
-            return []
-    except (OSError, ValueError, KeyError):
-        pass
+    run = clconfig.Run(wildcards.experiment, wildcards.scenario, wildcards.method, int(wildcards.seed))
+    if is_present(run):
+        return []
     for dataset in clconfig.dataset_names(CFG["_experiments"][wildcards.experiment]):
         recorded = dataset_status(dataset)
         if not recorded["ok"]:
-            raise WorkflowError(f"{result} cannot be trained: {dataset}: {recorded['reason']}")
+            raise WorkflowError(f"{result_file(run)} cannot be trained: {dataset}: {recorded['reason']}")
     return ancient(experiment_files(wildcards.experiment))
 
 
