@@ -1,4 +1,6 @@
 """Continual-learning metrics on hand-computed matrices."""
+import math
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,31 @@ def test_non_square_raises(bad):
 def test_wrong_length_b_raises(b):
     with pytest.raises(ValueError, match="b must"):
         metrics.forward_transfer(R, b)
+
+
+# Continual evaluation (De Lange et al. 2023): two tasks of two updates each, evaluated after every
+# update; task 1 falls from 0.9 to 0.6 once task 2 starts, then recovers to 0.8.
+CURVE = {"iteration": [0, 1, 2, 3, 4], "task": [0, 0, 1, 1, 1],
+         "acc": [[0.1], [0.5], [0.9, 0.1], [0.6, 0.4], [0.8, 0.7]]}
+
+
+def test_min_acc_is_the_lowest_accuracy_after_a_task_ended():
+    # task 1 ended at iteration 2: its evaluations after it are 0.6 and 0.8 (its own 0.9 is not one)
+    assert metrics.min_accuracy(CURVE, [2, 4]) == pytest.approx(0.6)
+    assert math.isnan(metrics.min_accuracy(CURVE, [4]))
+
+
+def test_wc_acc_weighs_the_last_task_against_the_worst_of_the_earlier():
+    assert metrics.worst_case_accuracy(CURVE, [2, 4]) == pytest.approx(0.7 / 2 + 0.5 * 0.6)
+    assert metrics.worst_case_accuracy({"iteration": [0], "task": [0], "acc": [[0.3]]}, [1]) == pytest.approx(0.3)
+
+
+def test_windowed_forgetting_is_the_largest_drop_within_the_window():
+    curve = {"iteration": [0, 1, 2], "task": [0, 0, 0], "acc": [[0.9], [0.8], [0.5]]}
+    assert metrics.windowed_forgetting(curve, 2) == pytest.approx(0.3)     # 0.8 -> 0.5
+    assert metrics.windowed_forgetting(curve, 3) == pytest.approx(0.4)     # 0.9 -> 0.5
+    # CURVE: task 1 drops 0.9 -> 0.6, task 2 only rises: (0.3 + 0) / 2
+    assert metrics.windowed_forgetting(CURVE, 2) == pytest.approx(0.15)
+    assert metrics.continual(CURVE, [2, 2], 2) == pytest.approx({"min_acc": 0.6, "wc_acc": 0.65, "wf": 0.15})
+    with pytest.raises(ValueError, match="window"):
+        metrics.windowed_forgetting(CURVE, 1)

@@ -430,3 +430,31 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(cfg, tmp_path):
     assert not out.exists()
     (left,) = folder_entries(ckpt)
     assert left.startswith("task-0")
+
+
+@pytest.mark.parametrize("scenario,method", [("task", "er"), ("class", "icarl")])
+def test_continual_evaluation_reads_the_training_and_resumes(cfg, tmp_path, scenario, method):
+    """Continual evaluation changes no number of the run, and on the whole test set its points are
+    R's rows where they coincide (the end of the run; in Task-IL also a task's end, the first
+    point of the next); stopped inside a task and resumed, its curve is the uninterrupted one."""
+    plain = make_spec(cfg, scenario, method, iters=6)
+    spec = dict(plain, continual_eval={"every": 2, "test_subset": 10_000, "window": 3})
+    spec["seeds"] = dict(plain["seeds"], eval=123)
+    spec["spec_hash"] = config.spec_hash(spec)
+    before = run(plain, tmp_path / "plain.json")
+    full = run(spec, tmp_path / "full.json")
+    assert full["R"] == before["R"] and full["train_loss"] == before["train_loss"]
+    ce = full["continual_eval"]
+    assert ce["iteration"] == list(range(0, 31, 2)) and ce["task"] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 4]
+    assert [len(row) for row in ce["acc"]] == [t + 1 for t in ce["task"]]
+    assert ce["acc"][-1] == full["R"][-1]
+    if scenario == "task":
+        assert ce["acc"][3][0] == full["R"][0][0]
+    assert set(ce["metrics"]) == {"min_acc", "wc_acc", "wf"}
+
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    run(spec, out, ckpt, stop=1)
+    with pytest.raises(train.Preempted):
+        run(spec, out, ckpt, stop_after_step=3)
+    resumed = run(spec, out, ckpt)
+    assert resumed["continual_eval"] == ce and resumed["R"] == full["R"]

@@ -225,3 +225,22 @@ def test_permuted_reference_input_format_pads_to_32_and_permutes_every_task():
     assert all(torch.equal(a.perm, b.perm) for a, b in zip(bench.train, bench.test))   # same per task in test
     with pytest.raises(ValueError, match="benchmark.pad: the inputs are not square"):
         scenarios.permuted(TensorDataset(torch.rand(4, 20), torch.arange(4) % 2), ds, "task", 2, 0, pad=2)
+
+
+# -- rotated ---------------------------------------------------------------------------------------
+
+def test_rotated_tasks_are_the_images_turned_by_their_angle():
+    """Task t: every image rotated by angles[t] counter-clockwise (90 degrees: exactly np.rot90),
+    labels p = digit + 10 t; 0 degrees leaves the images as they are."""
+    g = torch.Generator().manual_seed(0)
+    train = TensorDataset(torch.rand(20, 36, generator=g), torch.arange(10).repeat(2))
+    test = TensorDataset(torch.rand(10, 36, generator=g), torch.arange(10))
+    bench = scenarios.rotated(train, test, "domain", [0, 90, 45])
+    assert bench.n_tasks == 3 and bench.n_outputs == 10 and bench.meta == {"angles": [0, 90, 45]}
+    assert torch.equal(bench.train[0].inputs(), train.x)
+    turned = np.rot90(train.x.reshape(-1, 6, 6).numpy(), 1, axes=(1, 2)).reshape(-1, 36)
+    assert torch.equal(bench.train[1].inputs(), torch.from_numpy(turned.copy()))
+    assert torch.equal(bench.test[2].p, test.y + 20)
+    assert not torch.equal(bench.train[2].inputs(), bench.train[1].inputs())
+    with pytest.raises(ValueError, match="not square"):
+        scenarios.rotated(TensorDataset(torch.rand(4, 20), torch.arange(4)), test, "domain", [0, 80])

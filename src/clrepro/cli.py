@@ -134,7 +134,13 @@ def _figure(a):
     families = {names[k]: figures.method_family(spec["method"], method_model(exp, k).get("type"))
                 for k, spec in exp["methods"].items()}
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
-                 list(names.values()), a.out, learned, families)
+                 list(names.values()), a.out, learned, families, a.results)
+
+
+def _checks(a):
+    from . import stability
+    exp = _experiments(a)["_experiments"][a.experiment]
+    stability.main(a.results, exp.get("checks", []), a.out)
 
 
 def _audit(a):
@@ -164,7 +170,7 @@ def _report(a):
     cfg = _experiments(a)
     report.main(cfg, cfg["preset"], a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations,
                 a.reference_runs, command_config=json.loads(a.command_config) if a.command_config else None,
-                unavailable=json.loads(a.unavailable) if a.unavailable else None)
+                unavailable=json.loads(a.unavailable) if a.unavailable else None, check_csvs=a.checks)
 
 
 def _cost(a):
@@ -255,13 +261,21 @@ def main(argv=None) -> None:
     g.set_defaults(fn=_aggregate)
 
     f = analysis("figure", "draw one of an experiment's figures")
-    f.add_argument("kind", help="accuracy_per_task, final_accuracy, average_accuracy or task_bars")
+    f.add_argument("kind", help="accuracy_per_task, final_accuracy, average_accuracy, task_bars or stability_gap")
     f.add_argument("--experiment", required=True)
     f.add_argument("--accuracy-csv", required=True)
     f.add_argument("--summary-csv", required=True)
     f.add_argument("--audit", required=True, help="the experiment's audit table (published values)")
+    f.add_argument("--results", nargs="*", default=[], help="the experiment's run results (stability_gap: "
+                                                             "their continual-evaluation curves)")
     f.add_argument("--out", required=True)
     f.set_defaults(fn=_figure)
+
+    k = analysis("checks", "measure an experiment's qualitative checks of the stability gap on its runs' curves")
+    k.add_argument("results", nargs="*")
+    k.add_argument("--experiment", required=True)
+    k.add_argument("--out", required=True)
+    k.set_defaults(fn=_checks)
 
     u = analysis("audit", "compare an experiment's results with the published numbers")
     u.add_argument("--experiment", required=True)
@@ -291,6 +305,7 @@ def main(argv=None) -> None:
     r.add_argument("--summary-csv", required=True)
     r.add_argument("--runs-csv", required=True)
     r.add_argument("--audit", nargs="*", default=[])
+    r.add_argument("--checks", nargs="*", default=[], help="the experiments' qualitative checks (clrepro checks)")
     r.add_argument("--figures", nargs="*", default=[])
     r.add_argument("--simulations", nargs="*", default=[], help="simulation panels' JSON records")
     r.add_argument("--out", required=True)

@@ -20,7 +20,7 @@ from .methods.base import derive_seed
 from .metrics import parse_task_metric
 
 #: the figures an experiment may list (``figures:``; drawn by ``clrepro.figures``)
-FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars")
+FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars", "stability_gap")
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
@@ -191,9 +191,40 @@ def all_datasets(config: dict) -> list[str]:
     return sorted({d for exp in config["_experiments"].values() for d in dataset_names(exp)})
 
 
+#: what an experiment does not take from the one it extends: what it shows and audits
+NOT_INHERITED = ("title", "targets", "audit_map", "choices", "figures", "checks", "continual_eval")
+
+
+def _extended(exp: dict, path: Path) -> dict:
+    """An experiment file that ``extends`` another (``{experiment, methods}``): the other's protocol
+    and the methods named (all when none are), with this file's keys over them."""
+    ext = exp["extends"]
+    if not isinstance(ext, dict) or not isinstance(ext.get("experiment"), str):
+        raise ConfigError(f"{path}: extends: give {{experiment: <name>, methods: [<key>, ...]}}")
+    base_path = path.parent / f"{ext['experiment']}.yaml"
+    base = _load_yaml(base_path)
+    if "extends" in base:
+        raise ConfigError(f"{path}: extends: {base_path} extends another experiment itself")
+    keep = ext.get("methods", list(base["methods"]))
+    unknown = [m for m in keep if m not in base["methods"]]
+    if unknown:
+        raise ConfigError(f"{path}: extends.methods: no method {unknown} in {base_path} (has: {list(base['methods'])})")
+    base = {k: v for k, v in base.items() if k not in NOT_INHERITED}
+    base["methods"] = {m: base["methods"][m] for m in keep}
+    return deep_merge(base, exp)
+
+
+def extended_path(path: Path) -> Path | None:
+    """The file of the experiment that the experiment file ``path`` extends, or None."""
+    ext = _load_yaml(path).get("extends")
+    return path.parent / f"{ext['experiment']}.yaml" if isinstance(ext, dict) and "experiment" in ext else None
+
+
 def load_experiment(path: Path, config: dict) -> dict:
     """An experiment file with the active preset applied, validated, methods checked."""
     exp = _load_yaml(path)
+    if "extends" in exp:
+        exp = _extended(exp, path)
     validate(exp, "experiment.schema.yaml", str(path))
     preset = config["preset"]
     if preset != "paper":
@@ -260,7 +291,9 @@ def method_optimizer(exp: dict, key: str) -> dict:
 
 def n_tasks(exp: dict) -> int:
     bench = exp["benchmark"]
-    return len(bench["tasks"]) if bench["type"] == "split" else bench["n_tasks"]
+    if bench["type"] == "split":
+        return len(bench["tasks"])
+    return len(bench["angles"]) if bench["type"] == "rotated" else bench["n_tasks"]
 
 
 def check_references(exp: dict, path) -> None:
@@ -278,6 +311,17 @@ def check_references(exp: dict, path) -> None:
             raise ConfigError(f"{where}.metric: {m['metric']!r}: the experiment has {n_tasks(exp)} tasks")
     if "task_bars" in exp.get("figures", []) and len(exp["scenarios"]) > 1:
         raise ConfigError(f"{path}: figures: task_bars draws one scenario; the experiment has {exp['scenarios']}")
+    if (exp.get("checks") or "stability_gap" in exp.get("figures", [])) and not exp.get("continual_eval"):
+        raise ConfigError(f"{path}: checks and the stability_gap figure read continual-evaluation curves: "
+                          f"set continual_eval")
+    for i, check in enumerate(exp.get("checks", [])):
+        where = f"{path}: checks[{i}] ({check['id']})"
+        if check["method"] not in exp["methods"]:
+            raise ConfigError(f"{where}.method: no method {check['method']!r} (has: {list(exp['methods'])})")
+        last = n_tasks(exp) - ("max_gap" in check)   # a recovery is read at the end of the next task
+        for key in ("task", "after"):
+            if check[key] > last:
+                raise ConfigError(f"{where}.{key}: {check[key]} is past task {last} of {n_tasks(exp)}")
 
 
 @dataclass(frozen=True)
@@ -320,6 +364,8 @@ def resolve(config: dict, run: Run) -> dict:
         "init": derive_seed(s, "init"),
         "data": derive_seed(s, "data"),
     }
+    if exp.get("continual_eval"):   # only then: the spec (and hash) of other runs is unchanged
+        seeds["eval"] = derive_seed(s, "eval")
     seeds.update({k: v for k, v in exp.get("seed_overrides", {}).items() if k in seeds})
     spec = {
         "experiment": run.experiment,
@@ -340,6 +386,8 @@ def resolve(config: dict, run: Run) -> dict:
     # a task is iters_per_task steps, or else epochs_per_task passes over its data
     steps = "iters_per_task" if exp.get("iters_per_task") else "epochs_per_task"
     spec[steps] = exp[steps]
+    if exp.get("continual_eval"):
+        spec["continual_eval"] = exp["continual_eval"]
     spec["spec_hash"] = spec_hash(spec)
     return spec
 

@@ -1,4 +1,5 @@
-"""Figures (seaborn), drawn from the aggregated tables only.
+"""Figures (seaborn), drawn from the aggregated tables (the stability gap's from the runs'
+continual-evaluation curves).
 
 Every figure is as wide as the report's page (:data:`WIDTH_IN` at :data:`DPI`, at most ~1150 px) with
 its text at least :data:`FONTS` ``xtick.labelsize`` points (15 px at 120 dpi), so it is shown unscaled;
@@ -15,13 +16,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
-from .aggregate import read_csv  # noqa: E402
+from .aggregate import load_results, read_csv  # noqa: E402
 from .atomic import atomic_path  # noqa: E402
 from .config import FIGURE_KINDS  # noqa: E402
 from .metrics import parse_task_metric  # noqa: E402
@@ -334,8 +336,56 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
     return _save(fig, path)
 
 
+def curves_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """The continual-evaluation curves of ``results`` in long form: label, scenario, seed,
+    iteration, task (from 1) and accuracy (%), with each run's task ends."""
+    rows = []
+    for r in results:
+        ce = r.get("continual_eval")
+        if not ce:
+            continue
+        label = (labels or {}).get(r["method"], r["method"])
+        for g, accs in zip(ce["iteration"], ce["acc"]):
+            rows += [(label, r["scenario"], r["seed"], g, j + 1, 100 * a) for j, a in enumerate(accs)]
+    return pd.DataFrame(rows, columns=["label", "scenario", "seed", "iteration", "task", "accuracy"])
+
+
+@_themed
+def stability_gap(curves: pd.DataFrame, ends: list[int], title: str, path: Path, order: list[str] | None = None,
+                  families: dict[str, str] | None = None):
+    """Accuracy on each earlier task (a column of panels) against training iterations, mean +- SEM
+    over seeds, from the start of the task on; dotted lines at the task switches (De Lange et al.
+    2023, Fig. 1-2). A row per scenario and family panel."""
+    palette, dashes, order = _drawn(order, curves.label, families)
+    tasks = list(range(1, len(ends)))
+    groups = [(sc, name, methods) for sc in SCENARIO_TITLES if sc in set(curves.scenario)
+              for name, methods in panels(order, families)
+              if set(curves[curves.scenario == sc].label) & set(methods)]
+    fig, axes, legends = _grid([max(1.8, _legend_height(m) + 0.25) for _, _, m in groups], len(tasks))
+    for i, ((sc, name, methods), row, leg) in enumerate(zip(groups, axes, legends)):
+        d = curves[curves.scenario == sc]
+        for ax, t in zip(row, tasks):
+            c = d[(d.task == t) & (d.iteration >= ([0] + ends)[t - 1]) & d.label.isin(methods)]
+            stats = c.groupby(["label", "iteration"]).accuracy.agg(["mean", "sem"])
+            for m in [m for m in methods if m in stats.index]:
+                s = stats.loc[m]
+                ax.plot(s.index, s["mean"], color=palette[m], linestyle=(0, dashes[m]) if dashes[m] else "-",
+                        linewidth=1, label=m)
+                ax.fill_between(s.index, s["mean"] - s["sem"].fillna(0), s["mean"] + s["sem"].fillna(0),
+                                color=palette[m], alpha=0.2, linewidth=0)
+            for end in ends[t - 1:-1]:
+                ax.axvline(end, color="0.4", linestyle=":", linewidth=1)
+            ax.set(ylim=(0, 101), title=f"{SCENARIO_TITLES[sc]}: task {t}",
+                   xlabel="iterations" if i == len(groups) - 1 else "", ylabel="")
+        _legend(leg, name, [Line2D([], [], color=palette[m], linestyle=(0, dashes[m]) if dashes[m] else "-")
+                            for m in methods], methods)
+    fig.supylabel("test accuracy (%)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
-         learned: list[str] = (), families: dict[str, str] | None = None) -> None:
+         learned: list[str] = (), families: dict[str, str] | None = None, results=()) -> None:
     """Draw one figure of one experiment; ``order`` lists the method labels in the config's order,
     ``families`` maps each to its family (:func:`method_family`)."""
     acc, summary, audit = read_csv(accuracy_csv), read_csv(summary_csv), read_csv(audit_csv)
@@ -348,5 +398,10 @@ def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, ord
         average_accuracy(acc, audit, title, Path(out), order, families)
     elif kind == "task_bars":
         task_bars(summary, audit, title, Path(out), order, learned, families)
+    elif kind == "stability_gap":
+        runs = load_results(results)
+        labels = dict(zip(summary.method, summary.label))
+        ends = np.cumsum(runs[0]["steps_per_task"]).tolist() if runs else []
+        stability_gap(curves_table(runs, labels), ends, title, Path(out), order, families)
     else:
         raise ValueError(f"figures: unknown figure {kind!r}; known: {', '.join(FIGURE_KINDS)}")

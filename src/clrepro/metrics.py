@@ -1,7 +1,8 @@
 """Continual-learning metrics as pure functions of the accuracy matrix ``R`` (T x T), where
 ``R[i][j]`` is the test accuracy on task j after training task i, and of ``b``, the accuracy of the
 randomly initialised network on each task (Lopez-Paz & Ranzato 2017, Sec. 4; Chaudhry et al.
-2018, Eq. 4-6). Inputs are never modified."""
+2018, Eq. 4-6); and of a continual-evaluation curve (De Lange, van de Ven & Tuytelaars 2023,
+Sec. 3). Inputs are never modified."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,3 +77,57 @@ def parse_task_metric(name: str) -> tuple[str, int] | None:
 def summary(R, b) -> dict[str, float]:
     return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
             "fwt": forward_transfer(R, b), "forgetting": forgetting(R)}
+
+
+# -- continual evaluation: ``points`` = {"iteration": [g], "task": [t], "acc": [[A_0 .. A_t]]}, the
+# accuracy on tasks 0..t of the network after g updates (``train.ContinualEval``); ``ends[i]``: the
+# iteration at which task i's training ended (n_i).
+
+def task_curve(points: dict, task: int) -> tuple[np.ndarray, np.ndarray]:
+    """(iterations, accuracies) of the evaluations of one task."""
+    pairs = [(g, row[task]) for g, row in zip(points["iteration"], points["acc"]) if len(row) > task]
+    return np.array([g for g, _ in pairs], dtype=float), np.array([a for _, a in pairs], dtype=float)
+
+
+def min_accuracy(points: dict, ends) -> float:
+    """min-ACC = 1/(T-1) sum_{i<T-1} min_{n_i < g} A_i(g): per earlier task, the lowest accuracy
+    at any evaluation after its training ended (the stability gap's depth), averaged."""
+    if len(ends) < 2:
+        return float("nan")
+    lows = []
+    for i in range(len(ends) - 1):
+        g, acc = task_curve(points, i)
+        after = acc[g > ends[i]]
+        lows.append(after.min() if len(after) else float("nan"))
+    return float(np.mean(lows))
+
+
+def worst_case_accuracy(points: dict, ends) -> float:
+    """WC-ACC = 1/T A_T(end) + (1 - 1/T) min-ACC: the last task's final accuracy against the worst
+    seen on the earlier ones (T = 1: the accuracy itself)."""
+    T = len(ends)
+    last = points["acc"][-1][T - 1]
+    return float(last) if T == 1 else float(last / T + (1 - 1 / T) * min_accuracy(points, ends))
+
+
+def windowed_forgetting(points: dict, window: int) -> float:
+    """WF^w: per task, the largest drop A(m) - A(n), m < n, among any ``window`` consecutive
+    evaluations of it (0 if it never drops), averaged over the tasks evaluated (as the authors'
+    code, ``WindowedForgettingPluginMetric``, which counts the window in evaluations)."""
+    if window < 2:
+        raise ValueError(f"window must span at least 2 evaluations, got {window}")
+    drops = []
+    for task in range(max(len(row) for row in points["acc"])):
+        acc = task_curve(points, task)[1]
+        worst = 0.0
+        for n in range(1, len(acc)):
+            worst = max(worst, acc[max(0, n - window + 1):n].max() - acc[n])
+        drops.append(worst)
+    return float(np.mean(drops))
+
+
+def continual(points: dict, steps, window: int) -> dict[str, float]:
+    """The continual-evaluation metrics of a run whose task i took ``steps[i]`` updates."""
+    ends = np.cumsum(steps).tolist()
+    return {"min_acc": min_accuracy(points, ends), "wc_acc": worst_case_accuracy(points, ends),
+            "wf": windowed_forgetting(points, window)}

@@ -77,6 +77,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "bit-identity --against ffae70c`: 95 tiny runs, every method and scenario of the five "
                         "MNIST experiments, stopped and resumed, gave the same R, losses, untrained accuracies "
                         "and method logs, bit for bit",
+    "7b9bca9fe501486a": "the training code up to 443733f; the next version adds continual evaluation (off unless "
+                        "an experiment sets continual_eval), the rotated benchmark and incremental joint training. "
+                        "`clrepro bit-identity --against 443733f`: 98 tiny runs, every method and scenario of the "
+                        "five MNIST experiments, stopped and resumed, gave the same R, losses, untrained accuracies "
+                        "and method logs, bit for bit",
 }
 
 

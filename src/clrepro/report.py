@@ -24,6 +24,7 @@ from .figures import SCENARIO_TITLES
 from .metrics import parse_task_metric
 
 OTHER_METRICS = ("bwt", "fwt", "forgetting", "learned")
+CONTINUAL_NAMES = {"min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf": "WF"}   # De Lange et al. 2023
 COUNT_KEYS = ("published", "run", "agree", "close", "disagree", "no_verdict", "not_run")
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("clrepro", "templates"), autoescape=True,
                                undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
@@ -117,11 +118,12 @@ def seeds_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> pd.Dat
     return _in_order(t.rename(columns=lambda seed: f"seed {seed}").reset_index(), order)
 
 
-def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
-    s = summary[(summary.experiment == experiment) & summary.metric.isin(OTHER_METRICS)]
+def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str],
+                        metrics=OTHER_METRICS) -> pd.DataFrame:
+    s = summary[(summary.experiment == experiment) & summary.metric.isin(metrics)]
     t = s.assign(value=s.apply(_mean_sem, axis=1)).pivot_table(
         index=["scenario", "label"], columns="metric", values="value", aggfunc="first")
-    return _in_order(t.reset_index(), order)
+    return _in_order(t.reset_index(), order).rename(columns=CONTINUAL_NAMES)
 
 
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -328,9 +330,17 @@ def preset_chose_methods(config: dict, preset: str, name: str, exp: dict) -> boo
     return chosen is not None and set(chosen) == set(exp["methods"])
 
 
+def checks_view(checks: pd.DataFrame) -> pd.DataFrame:
+    """An experiment's qualitative checks (``stability.checks_table``) as the report shows them."""
+    return pd.DataFrame({"check": checks.check, "claim": checks.claim, "method": checks.method,
+                         "measured": [f"{q}: {_fmt(m)} ± {_fmt(e)} (n = {n}); runs {r}" for q, m, e, n, r in
+                                      zip(checks.quantity, checks["mean"], checks["sem"], checks.n, checks.runs)],
+                         "expected": checks.expected, "verdict": checks.held})
+
+
 def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
                     audit: pd.DataFrame | None, figures: list[Path], reference: pd.DataFrame | None,
-                    unavailable: str | None) -> dict:
+                    unavailable: str | None, checks: pd.DataFrame | None = None) -> dict:
     view = {"name": name, "title": exp.get("title", name), "unavailable": unavailable,
             "ran": name in set(summary.experiment), "counts": audit_counts(audit)}
     if not view["ran"]:      # partly unavailable: its present runs are shown under the warning
@@ -354,6 +364,16 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
               {"title": "Backward/forward transfer, forgetting, accuracy right after each task (percentage points)",
                "caption": "", "open": False,
                "html": _html(other_metrics_table(summary, name, order), left=("scenario", "method"))}]
+    continual = other_metrics_table(summary, name, order, tuple(CONTINUAL_NAMES))
+    if len(continual):
+        window = exp["continual_eval"]["window"]
+        tables.insert(2, {"title": "Continual evaluation: min-ACC, WC-ACC, windowed forgetting (%)", "open": True,
+                          "html": _html(continual, left=("scenario", "method")),
+                          "caption": f"From the accuracy on each task seen, every {exp['continual_eval']['every']} "
+                                     f"iterations (De Lange et al. 2023): min-ACC, the lowest accuracy on an earlier "
+                                     f"task after it was learnt, averaged over them; WC-ACC, the last task's final "
+                                     f"accuracy weighed against it; WF, the largest drop within {window} "
+                                     f"evaluations, averaged over the tasks. Mean ± SEM over seeds."})
     grown = method_log_table(runs, name)
     if len(grown):
         tables.append({"title": "Recorded after each task", "open": False,
@@ -370,10 +390,16 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
     tables.append({"title": "Methods and hyperparameters", "caption": "", "open": False,
                    "html": _html(methods, left=("method", "library method", "settings"))})
     counts = view["counts"]
+    sentence = headline(counts, preset) if counts["published"] else \
+        "None of this experiment's numbers are in config/targets.csv: nothing to audit."
+    if checks is not None and len(checks):
+        held = int((checks.held == "held").sum())
+        sentence += f" Of its {len(checks)} qualitative checks, {held} held."
+    elif not counts["published"]:
+        sentence += " The figures and tables are ours alone."
     view.update(
-        sentence=headline(counts, preset) if counts["published"] else
-        "None of this experiment's numbers are in config/targets.csv: nothing to audit; the figures and tables "
-        "are ours alone.",
+        sentence=sentence,
+        checks=None if checks is None or not len(checks) else _html(checks_view(checks), left=("check", "claim")),
         banners=_banners(name, exp, preset if preset_chose_methods(config, preset, name, exp) else None),
         figures=_images(figures),
         audit=None if audit is None or not len(audit) else audit_view(audit, order, rendered.audit,
@@ -430,12 +456,14 @@ def reproduce_command(preset: str, overrides: dict | None) -> str:
 def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
            audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]],
            simulations: dict[str, dict[str, dict]] | None = None, reference: pd.DataFrame | None = None,
-           unavailable: dict[str, str] | None = None, command_config: dict | None = None) -> str:
+           unavailable: dict[str, str] | None = None, command_config: dict | None = None,
+           checks: dict[str, pd.DataFrame] | None = None) -> str:
     """The page. ``unavailable``: {experiment: why it could not run}; ``command_config``: the
-    ``--config`` overrides of the command that made it."""
+    ``--config`` overrides of the command that made it; ``checks``: {experiment: its qualitative
+    checks}."""
     unavailable = unavailable or {}
     experiments = [experiment_view(name, exp, config, preset, summary, runs, audits.get(name), figures.get(name, []),
-                                   reference, unavailable.get(name))
+                                   reference, unavailable.get(name), (checks or {}).get(name))
                    for name, exp in config["_experiments"].items()]
     total = {k: sum(e["counts"][k] for e in experiments) for k in COUNT_KEYS}
     disagreements = [{"target_id": d["target_id"], "title": f"{e['title']}: {d['title']}"}
@@ -456,10 +484,11 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
 
 def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out,
          simulation_records=(), reference_csv=None, unavailable: dict[str, str] | None = None,
-         command_config: dict | None = None) -> None:
+         command_config: dict | None = None, check_csvs=()) -> None:
     """``simulation_records``: ``.../<simulation>/<panel>.json``; a simulation's figures are
-    ``.../<simulation>/<kind>.png``."""
+    ``.../<simulation>/<kind>.png``; ``check_csvs``: ``.../<experiment>_checks.csv``."""
     audits = {Path(p).stem.removesuffix("_audit"): read_csv(p) for p in audit_csvs}
+    checks = {Path(p).stem.removesuffix("_checks"): read_csv(p) for p in check_csvs}
     figures: dict[str, list[Path]] = {}
     for f in map(Path, figure_paths):
         for name in config["_experiments"]:
@@ -472,6 +501,6 @@ def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, 
         simulations.setdefault(p.parent.name, {})[p.stem] = json.loads(p.read_text())
     reference = read_csv(reference_csv) if reference_csv else None
     page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures, simulations,
-                  reference, unavailable, command_config)
+                  reference, unavailable, command_config, checks)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

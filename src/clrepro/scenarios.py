@@ -1,8 +1,8 @@
-"""Task sequences (split, permuted) and the three scenarios of van de Ven & Tolias (2019).
+"""Task sequences (split, permuted, rotated) and the three scenarios of van de Ven & Tolias (2019).
 
 Every sample carries a *global label* ``p`` in ``[0, k*T)`` for ``T`` tasks of ``k`` classes:
 split benchmarks number classes by their position in the class order (task ``t`` owns
-``p = k*t .. k*t+k-1``), permuted benchmarks use ``p = digit + k*t``.  A scenario then decides
+``p = k*t .. k*t+k-1``), permuted and rotated benchmarks use ``p = digit + k*t``.  A scenario then decides
 which output units are active and what the target is (van de Ven & Tolias 2019, Sec. 2):
 
 ========  ===========  ==========================================  ==============
@@ -182,3 +182,34 @@ def permuted(train: TensorDataset, test: TensorDataset, scenario: str, n_tasks: 
 
     return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]),
                      {"perm_seed": perm_seed})
+
+
+def rotate_images(ds: TensorDataset, degrees: float) -> TensorDataset:
+    """Flat square images (N, s*s) rotated by ``degrees`` counter-clockwise about their centre
+    (nearest neighbour, corners filled with 0), flat again: torchvision's ``rotate``, which the
+    reference code's ``RandomRotation(degrees=(d, d))`` applies to each image."""
+    from torchvision.transforms.functional import rotate
+
+    side = math.isqrt(ds.x.shape[1])
+    if side * side != ds.x.shape[1]:
+        raise ValueError(f"benchmark.angles: the inputs are not square images (dimension {ds.x.shape[1]})")
+    if degrees == 0:
+        return ds
+    x = rotate(ds.x.reshape(-1, 1, side, side), float(degrees))
+    return TensorDataset(x.reshape(len(x), -1).contiguous(), ds.y)
+
+
+def rotated(train: TensorDataset, test: TensorDataset, scenario: str, angles: list[float],
+            name: str = "rotated") -> Benchmark:
+    """Rotated benchmark: task ``t`` is the whole dataset rotated by ``angles[t]`` degrees
+    (De Lange, van de Ven & Tuytelaars 2023: 0, 80 and 160 degrees), each task's images stored
+    rotated once."""
+    _check_scenario(scenario)
+    if train.x.dim() != 2:
+        raise ValueError(f"a rotated benchmark needs flat inputs (N, D), got shape {tuple(train.x.shape)}")
+    k = int(train.y.max()) + 1
+
+    def make(ds: TensorDataset) -> list[Task]:
+        return [Task(rotate_images(ds, a).x, ds.y + k * t) for t, a in enumerate(angles)]
+
+    return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]), {"angles": list(angles)})

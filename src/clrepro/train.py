@@ -6,6 +6,7 @@ checkpoints inside a task. A restarted run resumes from the latest and ends with
 as an uninterrupted one."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -59,6 +60,8 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
         return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
                                   first_identity=not bench.get("permute_first", False), name=spec["experiment"],
                                   pad=bench.get("pad", 0))
+    if bench["type"] == "rotated":
+        return scenarios.rotated(train, test, spec["scenario"], bench["angles"], name=spec["experiment"])
     raise ValueError(f"benchmark.type: unknown benchmark {bench['type']!r}")
 
 
@@ -90,6 +93,38 @@ def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int, scor
         accs.append(correct / len(task))
     model.train(was_training)
     return accs
+
+
+class ContinualEval:
+    """Continual evaluation (De Lange, van de Ven & Tuytelaars 2023, Sec. 3): the accuracy on every
+    task seen so far, every ``every`` training iterations, on a fixed test subset of
+    ``test_subset`` samples per task drawn once per run from its own seed (the reference code
+    draws a new subset for each evaluation). A point (iteration g, task t, accuracies on tasks
+    0..t) is taken before the update g+1, in task t (the reference evaluates before each update),
+    and once more after the last task. It reads no random number of the training."""
+
+    def __init__(self, bench: scenarios.Benchmark, settings: dict, seed: int):
+        self.settings, self.every = settings, settings["every"]
+        gen = torch.Generator().manual_seed(seed)
+        subsets = []
+        for task in bench.test:
+            rows = torch.randperm(len(task), generator=gen)[:settings["test_subset"]].sort().values
+            rows = rows.to(task.p.device)
+            subsets.append(scenarios.Task(task.x[rows], task.p[rows], task.perm))
+        self.bench = dataclasses.replace(bench, test=subsets)
+        self.points = {"iteration": [], "task": [], "acc": []}
+
+    def record(self, model: torch.nn.Module, iteration: int, task: int, scores, amp: dict) -> None:
+        seen = dataclasses.replace(self.bench, test=self.bench.test[:task + 1])
+        with torch.autocast(**amp):
+            accs = evaluate(model, seen, upto=task, scores=scores)
+        for key, value in zip(("iteration", "task", "acc"), (iteration, task, accs)):
+            self.points[key].append(value)
+
+    def result(self, steps: list[int]) -> dict:
+        """The settings, the curve and its metrics (``metrics.continual``) for the run's result."""
+        window = self.settings["window"]
+        return {**self.settings, **self.points, "metrics": metrics.continual(self.points, steps, window)}
 
 
 def make_optimizer(model: torch.nn.Module, spec: dict) -> torch.optim.Optimizer:
@@ -324,6 +359,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     clip = spec["optimizer"].get("clip_grad_norm")
 
     rows, losses, seconds, steps, method_log = [], [], [], [], []
+    probe = spec.get("continual_eval") and ContinualEval(bench, spec["continual_eval"], spec["seeds"]["eval"])
     # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
     with torch.autocast(**amp):
         random_init = [evaluate(model, bench, upto=j, scores=method.scores)[j] for j in range(bench.n_tasks)]
@@ -339,6 +375,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         steps = meta.get("steps") or [spec.get("iters_per_task")] * len(rows)   # older checkpoints
         method_log = meta.get("method_log") or [{} for _ in rows]
         random_init = meta["random_init"]
+        if probe:
+            probe.points = meta["continual_eval"]
         if meta.get("step") is None:
             start = meta["task"] + 1
             log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
@@ -352,7 +390,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                  "method": method.state_dict(), "rng": _rng_state(dev)}
         meta = {"task": t, "step": step, **identity, "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
-                "method_log": method_log,
+                "method_log": method_log, **({"continual_eval": probe.points} if probe else {}),
                 "precision": prov["precision"], "run": _run_id(spec)}
         if step is not None:
             state["task_state"], state["loop"] = method.task_state(), loop
@@ -379,7 +417,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                 if (reset or method.fresh_optimizer) and t > 0:
                     optimizer = make_optimizer(model, spec)
             model.train()
+            done = sum(steps)   # iterations of the earlier tasks
             for step in range(step0, iters):
+                if probe and (done + step) % probe.every == 0:
+                    probe.record(model, done + step, t, method.scores, amp)
                 batches = method.train_batches(B)
                 with torch.autocast(**amp):
                     loss = method.loss(method.forward(batches), batches)
@@ -419,6 +460,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
                     raise Preempted(f"stopped after task {t}; checkpoint in {ckpt_dir}")
             if stop_after_task is not None and t >= stop_after_task:
                 return {}
+        if probe:
+            probe.record(model, sum(steps), bench.n_tasks - 1, method.scores, amp)
 
     result = {
         **_run_id(spec),
@@ -436,6 +479,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "seconds_per_task": seconds,
         "steps_per_task": steps,
         **({"method_log": method_log} if any(method_log) else {}),
+        **({"continual_eval": probe.result(steps)} if probe else {}),
         "resumed": bool(resumed),
         "provenance": prov,
     }

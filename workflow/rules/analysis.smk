@@ -25,6 +25,7 @@ rule figure:
         summary=f"{OUT}/summary.csv",
         audit=f"{OUT}/audit/{{experiment}}_audit.csv",
         experiment=lambda w: experiment_config(w.experiment),
+        results=lambda w: results_of(w.experiment) if w.kind == "stability_gap" else [],   # the curves
     output:
         report(f"{OUT}/figures/{{experiment}}_{{kind}}.png", caption="../report/figure.rst", category="Figures",
                subcategory="{experiment}"),
@@ -32,7 +33,20 @@ rule figure:
         f"logs/{PRESET}/figure_{{experiment}}_{{kind}}.log",
     shell:
         "clrepro figure {wildcards.kind} --config {RESOLVED} --experiment {wildcards.experiment} "
-        "--accuracy-csv {input.accuracy:q} --summary-csv {input.summary:q} --audit {input.audit:q} --out {output:q} "
+        "--accuracy-csv {input.accuracy:q} --summary-csv {input.summary:q} --audit {input.audit:q} "
+        "--results {input.results:q} --out {output:q} > {log:q} 2>&1"
+
+
+rule checks:
+    input:
+        results=lambda w: results_of(w.experiment),
+        experiment=lambda w: experiment_config(w.experiment),
+    output:
+        report(f"{OUT}/checks/{{experiment}}_checks.csv", caption="../report/checks.rst", category="Audit"),
+    log:
+        f"logs/{PRESET}/checks_{{experiment}}.log",
+    shell:
+        "clrepro checks {input.results:q} --config {RESOLVED} --experiment {wildcards.experiment} --out {output:q} "
         "> {log:q} 2>&1"
 
 

@@ -50,9 +50,10 @@ wildcard_constraints:
 
 
 def experiment_config(experiment):
-    """The experiment's file: an input of the analysis rules, so that editing labels, targets or
-    notes re-renders what shows them."""
-    return str(clconfig.experiment_path(CONFIGFILE, experiment))
+    """The experiment's file, and the one it extends: an input of the analysis rules, so that
+    editing labels, targets or notes re-renders what shows them."""
+    path = clconfig.experiment_path(CONFIGFILE, experiment)
+    return [str(p) for p in (path, clconfig.extended_path(path)) if p is not None]
 
 
 def notes_file(name):
@@ -184,6 +185,10 @@ def reported(wildcards=None):
 
 def audit_files(wildcards=None):
     return [f"{OUT}/audit/{e}_audit.csv" for e in reported()]
+
+
+def check_files(wildcards=None):
+    return [f"{OUT}/checks/{e}_checks.csv" for e in reported() if CFG["_experiments"][e].get("checks")]
 
 
 def figure_files(wildcards=None):

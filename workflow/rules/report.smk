@@ -8,8 +8,9 @@ rule report:
     input:
         summary=f"{OUT}/summary.csv",
         runs=f"{OUT}/runs.csv",
-        experiments=[experiment_config(e) for e in EXPERIMENTS],
+        experiments=[f for e in EXPERIMENTS for f in experiment_config(e)],
         audits=audit_files,
+        checks=check_files,
         figures=figure_files,
         simulation_configs=[simulation_config(s) for s in SIMULATIONS],
         simulation_plots=SIMULATION_PLOTS,
@@ -25,7 +26,7 @@ rule report:
         f"logs/{PRESET}/report.log",
     shell:
         "clrepro report --config {RESOLVED} --summary-csv {input.summary:q} "
-        "--runs-csv {input.runs:q} --audit {input.audits:q} --figures {input.figures:q} {input.simulation_plots:q} "
+        "--runs-csv {input.runs:q} --audit {input.audits:q} --checks {input.checks:q} --figures {input.figures:q} {input.simulation_plots:q} "
         "--simulations {input.simulations:q} --reference-runs {input.reference_runs:q} "
         f"--command-config {COMMAND_CONFIG} --unavailable {{params.unavailable:q}} --out {{output:q}} "
         "> {log:q} 2>&1"

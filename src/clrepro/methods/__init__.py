@@ -11,15 +11,15 @@ from .dgr import DGR
 from .er import ER
 from .ewc import EWC
 from .icarl import ICaRL
-from .joint import Joint
+from .joint import IncrementalJoint, Joint
 from .l2 import L2
 from .lwf import LwF
 from .mas import MAS
 from .scratch import Scratch
 from .si import SI
 
-REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, Scratch, EWC, SI, MAS, L2, LwF, ER,
-                                                                AGEM, ICaRL, DGR, BIR, CLN)}
+REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, IncrementalJoint, Scratch, EWC, SI, MAS,
+                                                                L2, LwF, ER, AGEM, ICaRL, DGR, BIR, CLN)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

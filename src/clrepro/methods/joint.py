@@ -16,3 +16,14 @@ class Joint(Method):
         self.task = task
         self.sampler = Sampler(self.bench, list(range(task + 1)), task, self.seed_for(task, "data"),
                                self.drop_last)
+
+
+class IncrementalJoint(Joint):
+    """Incremental joint training as in the stability-gap example of De Lange, van de Ven &
+    Tuytelaars (2023; the reference repository's ``StabilityGap/stability_gap_example.py``): the
+    batches of task t are drawn from the union of tasks 1..t and are t times as large, so that
+    each task keeps the batch share it had alone."""
+    name = "joint_incremental"
+
+    def train_batches(self, batch_size: int):
+        return self.sampler.batches(batch_size * (self.task + 1))

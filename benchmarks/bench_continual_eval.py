@@ -1,0 +1,58 @@
+"""The cost of continual evaluation (``continual_eval``: the accuracy on every task seen, every k
+iterations, on a fixed test subset): seconds of a split-MNIST Class-IL run (van de Ven & Tolias
+protocol, MLP 784-400-400, batch 128) with it off and on, per setting, as a fraction of the run.
+
+    python benchmarks/bench_continual_eval.py --threads 1 --out benchmarks/results/continual_eval_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import torch
+
+from clrepro import config, data, provenance, train
+
+REPO = Path(__file__).resolve().parents[1]
+SETTINGS = [(1, 2000), (10, 1000), (50, 500)]   # (every k iterations, test samples per task)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--method", default="none")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--iters", type=int, default=400, help="iterations per task (the paper's: 2000)")
+    p.add_argument("--data", default=str(REPO / "data"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "continual_eval_cpu.json"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    data.fetch("mnist", a.data)
+    cfg = config.load(REPO / "config" / "config.yaml", {"data": {"root": a.data}})
+    base = config.resolve(cfg, config.Run("split_mnist_vdv19", "class", a.method, 0))
+    base["iters_per_task"] = a.iters
+    rows = []
+    for every, subset in [(None, None), *SETTINGS]:
+        spec = dict(base)
+        if every:
+            spec["continual_eval"] = {"every": every, "test_subset": subset, "window": 10}
+            spec["seeds"] = dict(base["seeds"], eval=0)
+        spec["spec_hash"] = config.spec_hash(spec)
+        result = train.run(spec, Path("/tmp") / "bench-continual-eval.json", device=a.device, threads=a.threads)
+        seconds = sum(result["seconds_per_task"])
+        rows.append({"every": every, "test_subset": subset, "seconds_training": round(seconds, 2),
+                     "evaluations": len(result.get("continual_eval", {}).get("iteration", [])),
+                     "overhead": None if every is None else round(seconds / rows[0]["seconds_training"] - 1, 3)})
+        print(json.dumps(rows[-1]), flush=True)
+    out = {"method": a.method, "scenario": "class", "iters_per_task": a.iters,
+           "device": provenance.device_description(torch.device(a.device)), "threads": a.threads,
+           "packages": provenance.package_versions(), "machine": platform.machine(),
+           "git": provenance.git_commit(REPO), "results": rows}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
