@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from clrepro import config, data, provenance, train
+from clrepro import config, data, train
+from timing import write_record
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = [(1, 2000), (10, 1000), (10, 200), (50, 1000), (100, 1000)]   # (every k iterations, test samples per task)
@@ -62,12 +62,8 @@ def main() -> None:
                      "evaluations": len(evaluating), "seconds_evaluating": round(evaluation, 2),
                      "overhead": round(evaluation / (seconds - evaluation), 3)})
         print(json.dumps(rows[-1]), flush=True)
-    out = {"method": a.method, "scenario": "class", "iters_per_task": a.iters,
-           "device": provenance.device_description(torch.device(a.device)), "threads": a.threads,
-           "packages": provenance.package_versions(), "machine": platform.machine(),
-           "git": provenance.git_commit(REPO), "results": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    write_record(a.out, rows, torch.device(a.device), a.threads, REPO, method=a.method, scenario="class",
+                 iters_per_task=a.iters)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
-from clrepro import config, data, models, provenance, train
-from timing import calls_per_second
+from clrepro import config, data, models, train
+from timing import calls_per_second, write_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,11 +76,7 @@ def main() -> None:
                      "floor_seconds": round(floor, 2), "ratio_to_floor": round(train_s / floor, 3),
                      "acc": round(100 * result["metrics"]["acc"], 2)})
         print(json.dumps(rows[-1]), flush=True)
-    out = {"device": provenance.device_description(device), "threads": a.threads,
-           "packages": provenance.package_versions(), "machine": platform.machine(),
-           "git": provenance.git_commit(REPO), "results": rows}
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1))
+    write_record(a.out, rows, device, a.threads, REPO)
 
 
 if __name__ == "__main__":
