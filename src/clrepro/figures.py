@@ -40,7 +40,7 @@ FONTS = {"font.size": 10, "axes.labelsize": 10, "axes.titlesize": 10, "xtick.lab
 # Families of the library's methods (``method:`` in an experiment; a few variants' names beside them),
 # in the order figures show them.
 FAMILIES = {
-    "baselines": ("none", "joint", "scratch"),
+    "baselines": ("none", "joint", "joint_incremental", "scratch"),
     "regularisation": ("ewc", "online_ewc", "si", "mas", "l2"),
     "distillation": ("lwf",),
     "replay": ("er", "agem", "icarl"),
