@@ -114,12 +114,15 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     committed paper report renders (its headline, one compact audit cell per published number)."""
     cfg = config.load(REPO / "config" / "config.yaml",
                       {"seeds": {"split_mnist_vdv19": 5, "permuted_mnist_si17": {"ewc": 2, "online_ewc": 3, "mas": 2,
-                                                                                 "l2": 3}}})
+                                                                                 "l2": 3},
+                                 "split_mnist_stability_gap": 2}})
     paper = REPO / "reports" / "paper"
     runs, summary = read_csv(paper / "runs.csv"), read_csv(paper / "summary.csv")
     audits = {p.stem.removesuffix("_audit"): read_csv(p) for p in (paper / "audit").glob("*_audit.csv")}
+    checks = {p.stem.removesuffix("_checks"): read_csv(p) for p in (paper / "checks").glob("*_checks.csv")}
     page = render(cfg, "paper", summary, runs, audits, {}, {}, read_csv(REPO / "config" / "reference_runs.csv"),
-                  {"split_cifar_si17": "no data (download failed)"}, {"seeds": 5})
+                  {"split_cifar_si17": "no data (download failed)"}, {"seeds": 5}, checks)
+    assert page.count("<h3>Qualitative checks</h3>") == len(checks) == 1
     n = sum(len(a) for a in audits.values())
     assert f"Of {n} published numbers" in page and page.count("<td id=\"audit-") == n
     assert "Could not run: Split CIFAR-10/100" in page and "no data (download failed)" in page
