@@ -338,7 +338,7 @@ def task_bars(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path
 
 def curves_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
     """The continual-evaluation curves of ``results`` in long form: label, scenario, seed,
-    iteration, task (from 1) and accuracy (%), with each run's task ends."""
+    iteration, task (from 1) and accuracy (%)."""
     rows = []
     for r in results:
         ce = r.get("continual_eval")
