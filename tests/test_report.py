@@ -114,8 +114,7 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     committed paper report renders (its headline, one compact audit cell per published number)."""
     cfg = config.load(REPO / "config" / "config.yaml",
                       {"seeds": {"split_mnist_vdv19": 5, "permuted_mnist_si17": {"ewc": 2, "online_ewc": 3, "mas": 2,
-                                                                                 "l2": 3},
-                                 "split_mnist_stability_gap": 2}})
+                                                                                 "l2": 3}}})
     paper = REPO / "reports" / "paper"
     runs, summary = read_csv(paper / "runs.csv"), read_csv(paper / "summary.csv")
     audits = {p.stem.removesuffix("_audit"): read_csv(p) for p in (paper / "audit").glob("*_audit.csv")}
