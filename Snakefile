@@ -25,15 +25,29 @@ rule all:
         RESULTS_BY_EXPERIMENT,
 
 
-# What the configuration costs, when the DAG starts; what could not run, when it ends.
+# What the configuration costs, when the DAG starts; what could not run, when it ends. In between,
+# locally, the warm process the training jobs fork from (config `worker`).
+_worker = {}
+
+
+def _stop_worker():
+    if _worker:
+        from clrepro import worker
+
+        worker.stop(_worker.pop("process"), os.environ.pop(worker.ENV))
+
 
 onstart:
-    from clrepro import cost
+    from clrepro import cost, worker
 
     print(cost.summary(CFG, [run for run in RUNS if not present(run)]), file=sys.stderr)
+    if config["worker"] and workflow.local_exec and not workflow.remote_exec:
+        # the jobs' `clrepro train` find it through the environment they inherit
+        _worker["process"], os.environ[worker.ENV] = worker.start()
 
 
 onsuccess:
+    _stop_worker()
     for _experiment in EXPERIMENTS:
         _why = unavailable(_experiment, status=recorded_status)
         if _why:
@@ -41,6 +55,7 @@ onsuccess:
 
 
 onerror:
+    _stop_worker()
     # `log`: Snakemake's log of this call, into which show-failed-logs copies each failed job's log
     try:
         _interrupted = Path(log).read_text().count("clrepro train: interrupted")

@@ -67,7 +67,7 @@ def running_training_job(work: Path, proc: subprocess.Popen, rng: random.Random)
 
 def test_sigkilled_jobs_resume_to_identical_metrics(tiny_mnist, tmp_path):
     work = make_workdir(tmp_path / "work", tiny_mnist, PRESET, methods=METHODS, scenarios=SCENARIOS,
-                        checkpoint_every_s=0.05)
+                        checkpoint_every_s=0.05, worker=False)   # the training processes themselves are killed
     rng = random.Random(20261121)
     log = (tmp_path / "snakemake.log").open("w")
     plan = ["job"] * TRAIN_KILLS + ["node"]      # a training job, then the node: snakemake and all

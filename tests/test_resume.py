@@ -2,6 +2,8 @@
 from its checkpoint, ends with exactly the numbers of an uninterrupted one."""
 import json
 import math
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from clrepro import config, data, train
+from clrepro import worker as warm
 from clrepro.methods import REGISTRY
 from conftest import REPO
 
@@ -151,15 +154,109 @@ def test_checkpoint_order():
                                          "task-02-step-0000010", "task-02"]
 
 
-def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path):
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    """A warm worker (``clrepro worker``), as the workflow starts one: {env var: its socket}, and
+    its log (it says which jobs it ran and which it refused)."""
+    folder = tmp_path_factory.mktemp("worker")
+    path, log = folder / "socket", open(folder / "worker.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(path)], stderr=log)
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    yield {warm.ENV: str(path)}, folder / "worker.log"
+    warm.stop(proc, str(path))
+    log.close()
+
+
+def train_command(spec, out, ckpt=None):
+    return ([sys.executable, "-m", "clrepro", "train", "--spec", json.dumps(spec), "--out", str(out),
+             "--device", "cpu", "--threads", "1", "--checkpoint-every", "0"]
+            + (["--checkpoints", str(ckpt)] if ckpt else []))
+
+
+def test_a_job_of_the_worker_is_the_job_run_alone(cfg, tmp_path, worker):
+    """A job forked from the warm worker writes the result of a run in a process of its own, bit
+    for bit, its log goes where the job's stderr goes, and its exit status is the job's."""
+    env, log = worker
+    spec = make_spec(cfg, "class", "ewc")
+    alone = run(spec, tmp_path / "alone.json")
+    out = tmp_path / "r.json"
+    done = subprocess.run(train_command(spec, out), env=os.environ | env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "clrepro.train INFO task 5:" in done.stderr
+    result = json.loads(out.read_text())
+    for key in ("R", "train_loss", "random_init", "metrics", "method_log", "spec_hash"):
+        assert result.get(key) == alone.get(key), key
+    assert result["provenance"]["training_code"] == alone["provenance"]["training_code"]
+    bad = dict(spec, optimizer={"name": "rmsprop", "lr": 0.1})
+    failed = subprocess.run(train_command(bad, tmp_path / "bad.json"), env=os.environ | env,
+                            capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 2 and "optimizer.name: unknown optimizer 'rmsprop'" in failed.stderr
+    assert not (tmp_path / "bad.json").exists()
+    assert log.read_text().count("forked job") == 2, log.read_text()
+
+
+def test_a_worker_runs_no_job_with_code_it_did_not_import(tmp_path):
+    """After the package's files change, the worker refuses the job and ``clrepro train`` runs it
+    in its own process: a job never runs code other than what is on disk."""
+    package = tmp_path / "clrepro"
+    shutil.copytree(REPO / "src" / "clrepro", package, ignore=shutil.ignore_patterns("__pycache__"))
+    env = os.environ | {"PYTHONPATH": str(tmp_path), warm.ENV: str(tmp_path / "socket")}
+    log = open(tmp_path / "worker.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(tmp_path / "socket")],
+                            env=env, stderr=log)
+    try:
+        while not (tmp_path / "socket").exists():
+            assert proc.poll() is None
+            time.sleep(0.05)
+        with open(package / "metrics.py", "a") as f:
+            f.write("\n# changed\n")
+        done = subprocess.run([sys.executable, "-m", "clrepro", "train", "--help"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "--spec" in done.stdout
+        said = (tmp_path / "worker.log").read_text()
+        assert "refused a job" in said and "forked" not in said, said
+    finally:
+        warm.stop(proc, str(tmp_path / "socket"))
+        log.close()
+
+
+def test_a_job_outlives_no_dead_worker(cfg, tmp_path):
+    """The worker killed outright while a job runs: the job's ``clrepro train`` stops the job with
+    SIGTERM (it checkpoints) and waits for it to end before failing, so a retry never trains the
+    same run beside it."""
+    socket_path = tmp_path / "socket"
+    server = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(socket_path)])
+    while not socket_path.exists():
+        assert server.poll() is None
+        time.sleep(0.05)
+    ckpt = tmp_path / "ckpt"
+    client = subprocess.Popen(train_command(make_spec(cfg, "class", "si", iters=3000), tmp_path / "r.json", ckpt),
+                              stderr=subprocess.PIPE, text=True, env=os.environ | {warm.ENV: str(socket_path)})
+    deadline = time.monotonic() + 120
+    while not any(ckpt.glob("task-00")):
+        assert client.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    server.kill()
+    server.wait()
+    err = client.communicate(timeout=180)[1]
+    assert client.returncode == 1 and "ended before its job" in err and "received SIGTERM" in err, err
+    assert any(ckpt.glob("task-0*-step-*")) and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.parametrize("via", ["process", "worker"])
+def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     """The real signal: ``clrepro train`` gets SIGTERM in the middle of training, saves a
-    checkpoint, exits with 143; the retry finishes with the numbers of an uninterrupted run."""
+    checkpoint, exits with 143; the retry finishes with the numbers of an uninterrupted run. The
+    same through a worker: the job's ``clrepro train`` passes the signal to the forked job."""
+    env = os.environ | (request.getfixturevalue("worker")[0] if via == "worker" else {})
     spec = make_spec(cfg, "class", "si", iters=400)
     full = run(spec, tmp_path / "full.json")
     ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
-    cmd = [sys.executable, "-m", "clrepro", "train", "--spec", json.dumps(spec), "--out", str(out),
-           "--checkpoints", str(ckpt), "--device", "cpu", "--threads", "1", "--checkpoint-every", "0"]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(train_command(spec, out, ckpt), stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while not any(ckpt.glob("task-01*")):          # well into training
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
@@ -174,6 +271,25 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path):
     assert resumed["resumed"] is True
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
     assert resumed.get("method_log") == full.get("method_log")
+
+
+def test_a_killed_client_stops_its_job_with_a_checkpoint(cfg, tmp_path, worker):
+    """``clrepro train`` killed outright (SIGKILL: it cannot pass the signal on): the worker sees its
+    connection close and sends the job SIGTERM, which checkpoints and ends it."""
+    spec = make_spec(cfg, "class", "si", iters=3000)
+    ckpt = tmp_path / "ckpt"
+    proc = subprocess.Popen(train_command(spec, tmp_path / "r.json", ckpt), stderr=subprocess.PIPE,
+                            env=os.environ | worker[0])
+    deadline = time.monotonic() + 120
+    while not any(ckpt.glob("task-00")):
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    while not any(ckpt.glob("task-0*-step-*")):    # the job's own checkpoint on SIGTERM, inside a task
+        assert time.monotonic() < deadline + 60, folder_entries(ckpt)
+        time.sleep(0.05)
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_sigterm_without_a_checkpoint_folder_ends_the_run_at_once(cfg, tmp_path):

@@ -210,7 +210,18 @@ def _verify(a):
     print(f"{len(table)} checkpoints reproduce their recorded accuracies", file=sys.stderr)
 
 
+def _worker(a):
+    from . import worker
+    worker.serve(a.socket, a.parent)
+
+
 def main(argv=None) -> None:
+    from . import worker
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if worker.command_of(argv) in worker.COMMANDS:   # with $CLREPRO_WORKER set, a warm worker runs it
+        code = worker.delegate(argv)
+        if code is not None:
+            sys.exit(code)
     p = argparse.ArgumentParser(prog="clrepro", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -341,6 +352,12 @@ def main(argv=None) -> None:
     b.add_argument("--config", default="config/config.yaml")
     b.add_argument("--data-root", default="data", help="a folder holding MNIST (clrepro download mnist)")
     b.set_defaults(fn=_bit_identity)
+
+    w = sub.add_parser("worker", help="serve training jobs from one warm process ($CLREPRO_WORKER; the "
+                                      "workflow starts one for a local DAG)")
+    w.add_argument("--socket", required=True, help="the Unix socket to listen on")
+    w.add_argument("--parent", type=int, help="end when this process (the DAG) is gone")
+    w.set_defaults(fn=_worker)
 
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,

@@ -29,10 +29,14 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key."""
 
 
+#: libyaml's safe loader where PyYAML was built with it (several times faster), else PyYAML's
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load_yaml(path: Path) -> dict:
     try:
         with open(path) as f:
-            return yaml.safe_load(f) or {}
+            return yaml.load(f, Loader=_SAFE_LOADER) or {}
     except FileNotFoundError:
         raise ConfigError(f"configuration file not found: {path}") from None
 

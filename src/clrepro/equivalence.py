@@ -48,20 +48,27 @@ def tiny_runs(config_file: str, data: str, out: str, steps: str = "8", fraction:
 def compare(commit: str, config_file: str, data: dict, repo: str | os.PathLike = ".", steps: int = 8,
             fraction: float = 0.02, batch: int = 0) -> dict:
     """Run the tiny grid (``steps`` per task on a ``fraction`` of the training set) with the code of
-    ``commit`` (a temporary git worktree) and with the current code; return the two fingerprints,
-    the runs compared and those that differ."""
+    ``commit`` (a temporary git worktree) and with the current code, each with its own version of
+    ``config_file`` (where the repository holds it: an earlier schema may not know a newer key);
+    return the two fingerprints, the runs compared and those that differ."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=repo, check=True,
                        capture_output=True)
         try:
             outputs = {}
-            for name, src in (("earlier", tree / "src"), ("current", provenance.PACKAGE.parent)):
+            current = Path(config_file).resolve()
+            try:
+                earlier_config = tree / current.relative_to(Path(repo).resolve())
+            except ValueError:   # a configuration outside the repository: both read it
+                earlier_config = current
+            for name, src, cfg in (("earlier", tree / "src", earlier_config),
+                                   ("current", provenance.PACKAGE.parent, current)):
                 outputs[name] = Path(tmp) / f"{name}.json"
                 env = dict(os.environ, PYTHONPATH=str(src))
                 script = f"import json, sys, tempfile\nfrom pathlib import Path\n{inspect.getsource(tiny_runs)}\n" \
                          f"EXPERIMENTS = {EXPERIMENTS!r}\ntiny_runs(*sys.argv[1:])"
-                subprocess.run([sys.executable, "-c", script, str(Path(config_file).resolve()), json.dumps(data),
+                subprocess.run([sys.executable, "-c", script, str(cfg), json.dumps(data),
                                 str(outputs[name]), str(steps), str(fraction), str(batch)], env=env, check=True)
             earlier, current = (json.loads(p.read_text()) for p in outputs.values())
         finally:

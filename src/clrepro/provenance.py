@@ -82,6 +82,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "`clrepro bit-identity --against 443733f`: 98 tiny runs, every method and scenario of the "
                         "five MNIST experiments, stopped and resumed, gave the same R, losses, untrained accuracies "
                         "and method logs, bit for bit",
+    "e2e06f03fc3a9700": "the training code up to 88248ba; the next version updates Adam with its multi-tensor "
+                        "(foreach) kernels and gathers a batch's rows with index_select. `clrepro bit-identity "
+                        "--against 91b815a`: 98 tiny runs, every method and scenario of the five MNIST experiments, "
+                        "stopped and resumed, gave the same R, losses, untrained accuracies and method logs, bit "
+                        "for bit",
 }
 
 

@@ -43,7 +43,10 @@ class Task:
         return len(self.p)
 
     def inputs(self, idx: torch.Tensor | None = None) -> torch.Tensor:
-        x = self.x if idx is None else self.x[idx]   # (keeps a channels-last layout)
+        if idx is None:
+            x = self.x
+        else:   # index_select gathers rows several times faster; x[idx] keeps a channels-last layout
+            x = self.x.index_select(0, idx) if self.x.dim() == 2 else self.x[idx]
         return x if self.perm is None else x.index_select(1, self.perm)
 
     def to(self, device, memory_format=torch.contiguous_format, moved: dict | None = None) -> "Task":

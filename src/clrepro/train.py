@@ -26,6 +26,7 @@ from . import config, metrics, models, provenance, scenarios
 from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
+from .methods.base import adam
 
 log = logging.getLogger("clrepro.train")
 
@@ -131,7 +132,7 @@ def make_optimizer(model: torch.nn.Module, spec: dict) -> torch.optim.Optimizer:
     opt = spec["optimizer"]
     params = [p for p in model.parameters() if p.requires_grad]
     if opt["name"] == "adam":
-        return torch.optim.Adam(params, lr=opt["lr"], betas=tuple(opt.get("betas", (0.9, 0.999))))
+        return adam(params, opt["lr"], opt.get("betas", (0.9, 0.999)))
     if opt["name"] == "sgd":
         return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.0))
     raise ValueError(f"optimizer.name: unknown optimizer {opt['name']!r}")

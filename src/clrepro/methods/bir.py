@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import MLP
-from .base import Batch, frozen
+from .base import Batch, adam, frozen
 from .lwf import heads, replay_loss
 from .replay import Replaying
 
@@ -132,7 +132,7 @@ class BIR(Replaying):
             self.gen = FeedbackGenerator(widths[0], self.hp["latent"], widths, level,
                                          self.bench.classes_per_task * self.bench.n_tasks,
                                          self.hp["gating"], gen).to(device)
-        self.gen_opt = torch.optim.Adam(self.gen.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))
+        self.gen_opt = adam(self.gen.parameters(), self.hp["lr"])
         self.previous = None   # (network, generator) at the end of the previous task
 
     def begin_task(self, task: int) -> None:

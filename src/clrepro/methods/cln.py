@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import GrowingMLP
-from .base import Batch, cross_entropy, frozen
+from .base import Batch, adam, cross_entropy, frozen
 from .dgr import VAE
 from .replay import Replaying
 
@@ -165,7 +165,7 @@ class CLN(Replaying):
         with torch.random.fork_rng(devices=[a.device] if a.device.type == "cuda" else []):
             torch.manual_seed(int(torch.randint(2 ** 62, (1,), generator=gen)))
             decoder = nn.Linear(alive, a.shape[1]).to(a.device)
-        opt = torch.optim.Adam([w, b, *decoder.parameters()], lr=self.hp["lr"])
+        opt = adam([w, b, *decoder.parameters()], self.hp["lr"])
         bs = min(self.hp["batch_size"], len(a))
         for _ in range(self._steps("feature_steps")):
             x = a[torch.randint(len(a), (bs,), generator=gen).to(a.device)]
@@ -195,7 +195,7 @@ class CLN(Replaying):
         def replayed(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             return self.sample(*before, c, gen, judge)
 
-        opt = torch.optim.Adam(self.vae.parameters(), lr=self.hp["lr"])
+        opt = adam(self.vae.parameters(), self.hp["lr"])
         self.vae.train()
         for _ in range(self._steps("vae_steps")):
             loss = self.vae.loss(data.inputs(torch.randint(len(data), (bs,), generator=gen).to(data.p.device)))

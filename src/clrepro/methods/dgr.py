@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import cross_entropy, frozen
+from .base import adam, cross_entropy, frozen
 from .lwf import heads, replay_loss
 from .replay import Replaying
 
@@ -82,7 +82,7 @@ class DGR(Replaying):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the run's RNG untouched
             torch.manual_seed(self.seed_for(0, "generator"))
             self.vae = VAE(math.prod(self.bench.input_shape), hidden, self.hp["latent"]).to(device)
-        self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=self.hp["lr"], betas=(0.9, 0.999))
+        self.vae_opt = adam(self.vae.parameters(), self.hp["lr"])
         self.old_vae = self.teacher = None
 
     def train_batches(self, batch_size: int):
