@@ -43,7 +43,7 @@ onstart:
     print(cost.summary(CFG, [run for run in RUNS if not present(run)]), file=sys.stderr)
     if config["worker"] and workflow.local_exec and not workflow.remote_exec:
         # the jobs' `clrepro train` find it through the environment they inherit
-        _worker["process"], os.environ[worker.ENV] = worker.start()
+        _worker["process"], os.environ[worker.ENV] = worker.start(log=f"logs/{PRESET}/worker.log")
 
 
 onsuccess:

@@ -46,6 +46,8 @@ def main() -> None:
     p.add_argument("--scenario", default="task")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--adam", nargs="+", default=["foreach"], choices=["foreach", "fused"],
+                   help="Adam's update kernels to measure (the training setting `adam`)")
     p.add_argument("--iters", type=int, help="iterations per task (default: the paper's 2000)")
     p.add_argument("--data", default=str(REPO / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "split_mnist_cpu.json"))
@@ -55,7 +57,7 @@ def main() -> None:
     cfg = config.load(REPO / "config" / "config.yaml", {"data": {"root": a.data}})
     device = torch.device(a.device)
     rows = []
-    for method in a.methods:
+    for method, kernel in ((m, k) for m in a.methods for k in a.adam):
         spec = config.resolve(cfg, config.Run("split_mnist_vdv19", a.scenario, method, 0))
         if a.iters:
             spec["iters_per_task"] = a.iters
@@ -66,11 +68,12 @@ def main() -> None:
         flops = steps * 3 * spec["batch_size"] * models.flops_per_sample(mlp, (784,))
         throughput = gemm_throughput(dims, spec["batch_size"], device)
         t0 = time.perf_counter()
-        result = train.run(spec, Path("/tmp") / f"bench-{method}.json", device=a.device, threads=a.threads)
+        result = train.run(spec, Path("/tmp") / f"bench-{method}.json", device=a.device, threads=a.threads,
+                           adam_kernel=kernel)
         wall = time.perf_counter() - t0
         train_s = sum(result["seconds_per_task"])
         floor = flops / throughput
-        rows.append({"method": method, "scenario": a.scenario, "iters_per_task": spec["iters_per_task"],
+        rows.append({"method": method, "adam": kernel, "scenario": a.scenario, "iters_per_task": spec["iters_per_task"],
                      "seconds_run": round(wall, 2), "seconds_training": round(train_s, 2),
                      "flops": flops, "gemm_gflops": round(throughput / 1e9, 1),
                      "floor_seconds": round(floor, 2), "ratio_to_floor": round(train_s / floor, 3),

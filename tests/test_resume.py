@@ -464,6 +464,26 @@ def test_resume_keeps_the_checkpoints_precision(cfg, tmp_path):
     assert resumed["provenance"]["precision"] == "bf16" and resumed["R"] == full["R"]
 
 
+def test_fused_adam_is_a_named_setting_that_resumes_as_itself(cfg, tmp_path, monkeypatch):
+    """``--adam fused``: the result records it, its numbers agree with foreach's up to rounding
+    (not bit for bit), and a fused checkpoint resumes, bit for bit, only as fused."""
+    from clrepro.methods import base
+    monkeypatch.setattr(base, "adam_kernel", base.adam_kernel)   # what the runs set, restored after
+    spec = make_spec(cfg, "class", "dgr", iters=10)
+    foreach = run(spec, tmp_path / "foreach.json")
+    fused = run(spec, tmp_path / "fused.json", adam_kernel="fused")
+    assert foreach["provenance"]["adam"] == "foreach" and fused["provenance"]["adam"] == "fused"
+    assert fused["train_loss"] != foreach["train_loss"]   # another rounding: not bit for bit
+    assert fused["train_loss"] == pytest.approx(foreach["train_loss"], rel=1e-3)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(train.Preempted):
+        run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, adam_kernel="fused")
+    with pytest.raises(ValueError, match="with Adam's fused kernel"):
+        run(spec, tmp_path / "r.json", ckpt)
+    resumed = run(spec, tmp_path / "r.json", ckpt, adam_kernel="fused")
+    assert resumed["R"] == fused["R"] and resumed["train_loss"] == fused["train_loss"]
+
+
 def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_path):
     """``verify`` re-evaluates a run's final checkpoint with its recorded arithmetic: the recorded
     accuracies exactly on the kind of device it was trained on; on another kind (GPU and CPU

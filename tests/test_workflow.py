@@ -45,6 +45,9 @@ def test_dag_produces_every_run_and_table(workflow_run):
     summary = pd.read_csv(out / "summary.csv", keep_default_na=False, na_values=[""])
     acc_rows = summary[summary.metric == "acc"]
     assert len(acc_rows) == RUNS_PER_SEED and (acc_rows.n == 2).all()
+    # a local DAG forks its training jobs from one warm worker (config worker)
+    said = (out.parents[1] / "logs" / "test" / "worker.log").read_text()
+    assert said.count("forked job") == len(runs) and "refused" not in said, said[-2000:]
     # Joint sees every task's data: far above chance in task-IL even at this scale
     joint = acc_rows[(acc_rows.label == "Joint") & (acc_rows.scenario == "task")]["mean"].item()
     assert joint > 80

@@ -99,7 +99,7 @@ def _train_run(a):
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
-                  a.checkpoint_every, a.stop_after_step, a.precision)
+                  a.checkpoint_every, a.stop_after_step, a.precision, a.adam)
     except train.Preempted as stop:
         when = str(stop).split("; checkpoint in")[0]
         print(f"clrepro train: interrupted ({when}): checkpointed in {a.checkpoints}; rerun the same command to "
@@ -254,6 +254,9 @@ def main(argv=None) -> None:
                         "SIGTERM/SIGINT); default 600")
     t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="bf16 autocasts the forward pass; auto: bf16 for CNNs on a GPU, else fp32")
+    t.add_argument("--adam", default="foreach", choices=["foreach", "fused"],
+                   help="Adam's update: foreach (bit-identical to PyTorch's per-parameter loop; what made the "
+                        "committed results) or fused (faster on the CPU, not bit-identical)")
     t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
     t.add_argument("--stop-after-step", type=int, help=argparse.SUPPRESS)
     t.set_defaults(fn=_train)

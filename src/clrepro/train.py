@@ -26,7 +26,8 @@ from . import config, metrics, models, provenance, scenarios
 from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
-from .methods.base import adam
+from .methods import base as method_base
+from .methods.base import ADAM_KERNELS, adam
 
 log = logging.getLogger("clrepro.train")
 
@@ -295,16 +296,19 @@ def _set_rng_state(state: dict | None, dev: torch.device) -> None:
 
 # -- the loop --------------------------------------------------------------------------------------
 
-def execution(spec: dict, dev: torch.device, precision: str = "auto") -> dict:
+def execution(spec: dict, dev: torch.device, precision: str = "auto", adam: str = "foreach") -> dict:
     """How the arithmetic runs: ``precision`` "fp32" or "bf16" (autocast of the forward pass;
-    "auto": bf16 for convolutional networks on a GPU, where it pays) and channels-last memory
-    (convolutional networks on a GPU). Recorded with every result."""
+    "auto": bf16 for convolutional networks on a GPU, where it pays), channels-last memory
+    (convolutional networks on a GPU) and Adam's update kernel (``methods.base.ADAM_KERNELS``).
+    Recorded with every result."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision: {precision!r} is not one of auto, fp32, bf16")
+    if adam not in ADAM_KERNELS:
+        raise ValueError(f"adam: {adam!r} is not one of {', '.join(ADAM_KERNELS)}")
     conv_on_gpu = dev.type == "cuda" and spec["model"].get("type") == "cnn"
     if precision == "auto":
         precision = "bf16" if conv_on_gpu else "fp32"
-    return {"precision": precision, "channels_last": conv_on_gpu}
+    return {"precision": precision, "channels_last": conv_on_gpu, "adam": adam}
 
 
 def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Benchmark, torch.nn.Module, dict]:
@@ -329,7 +333,7 @@ def steps_per_task(spec: dict, n_samples: int) -> int:
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
         device: str = "auto", threads: int | None = None, stop_after_task: int | None = None,
         checkpoint_every: float | None = 600.0, stop_after_step: int | None = None,
-        precision: str = "auto") -> dict:
+        precision: str = "auto", adam_kernel: str = "foreach") -> dict:
     """Train one run and write its result JSON to ``out``.
 
     With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
@@ -348,10 +352,15 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     ckpt_dir = Path(checkpoints) if checkpoints else None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, identity)
     recorded = resumed[0].get("precision") if resumed else None
-    prov.update(execution(spec, dev, recorded if recorded and precision == "auto" else precision))
+    prov.update(execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel))
     if recorded and recorded != prov["precision"]:
         raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
                          f"{prov['precision']} would mix the two (pass --precision {recorded} or auto)")
+    kernel = resumed[0].get("adam", "foreach") if resumed else adam_kernel   # checkpoints before it: foreach
+    if kernel != adam_kernel:
+        raise ValueError(f"adam: the checkpoint in {ckpt_dir} was trained with Adam's {kernel} kernel; resuming "
+                         f"it with {adam_kernel} would mix the two (pass --adam {kernel})")
+    method_base.adam_kernel = adam_kernel
     bench, model, amp = setup(spec, prov, dev)
     method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"],
                                             drop_last=bool(spec.get("iters_per_task")))   # epochs: every sample
@@ -392,7 +401,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         meta = {"task": t, "step": step, **identity, "R": rows,
                 "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
                 "method_log": method_log, **({"continual_eval": probe.points} if probe else {}),
-                "precision": prov["precision"], "run": _run_id(spec)}
+                "precision": prov["precision"], "adam": adam_kernel, "run": _run_id(spec)}
         if step is not None:
             state["task_state"], state["loop"] = method.task_state(), loop
         save_checkpoint(ckpt_dir, t, state, meta, step)

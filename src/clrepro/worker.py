@@ -260,18 +260,21 @@ def _reap(jobs: dict) -> None:
 
 # -- starting and stopping one, for a DAG ------------------------------------------------------------
 
-def start(timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start a worker for this process (it ends with it) and wait until it accepts jobs; returns
-    the process and its socket's path (what ``$CLREPRO_WORKER`` is set to)."""
+def start(log: str | os.PathLike, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Start a worker for this process (it ends with it), writing what it says to ``log``, and
+    wait until it accepts jobs; returns the process and its socket's path (``$CLREPRO_WORKER``)."""
     path = os.path.join(tempfile.mkdtemp(prefix="clrepro-worker-"), "socket")
-    proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", path,
-                             "--parent", str(os.getpid())], stdin=subprocess.DEVNULL,
-                            start_new_session=True)   # not in the terminal's group: Ctrl-C goes to the jobs
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", path,
+                                 "--parent", str(os.getpid())], stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT,
+                                start_new_session=True)   # not in the terminal's group: Ctrl-C goes to the jobs
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"the clrepro worker did not start (exit status {proc.poll()})")
+            raise RuntimeError(f"the clrepro worker did not start (exit status {proc.poll()}); {log} says why")
         time.sleep(0.05)
     return proc, path
 

@@ -1,7 +1,7 @@
 # One job per experiment x scenario x method x seed. The run's spec (protocol, hyperparameters,
 # seeds, data checksums) is its only param, so changing it reruns the job, and nothing else does:
 # a result present with this spec has no inputs (fetching the data or `dvc pull` does not rerun
-# it), and the data folder, device, precision, checkpoint folder and timer are written into the
+# it), and the data folder, device, precision, Adam's kernel, checkpoint folder and timer are written into the
 # command (profiles/default leaves out the `code` rerun trigger). A result committed to git is
 # never replaced: a rerun with other numbers is written beside it (`clrepro train`). Checkpoints
 # are not declared outputs: they survive a failed, killed or preempted job (SIGTERM checkpoints
@@ -23,7 +23,7 @@ rule train:
         f"--data-root {shlex.quote(DATA)} --checkpoints "
         f"{shlex.quote(CKPT)}/{{wildcards.experiment}}/{{wildcards.scenario}}/{{wildcards.method}}/seed{{wildcards.seed}} "
         f"--device {shlex.quote(config['device'])} --checkpoint-every {config['checkpoint_every_s']} "
-        f"--precision {config['precision']} "
+        f"--precision {config['precision']} --adam {config['adam']} "
         "> {log:q} 2>&1"
 
 

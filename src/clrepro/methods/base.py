@@ -21,10 +21,17 @@ def derive_seed(*parts) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+#: how every Adam of a run updates its parameters (``train.run`` sets it from ``--adam``):
+#: "foreach", PyTorch's multi-tensor update, bit for bit the numbers of its per-parameter loop (the
+#: default, which made the committed results); "fused", one kernel per parameter, faster on the CPU
+#: but not bit-identical (the same arithmetic, rounded in another order)
+ADAM_KERNELS = ("foreach", "fused")
+adam_kernel = "foreach"
+
+
 def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
-    """Adam with its multi-tensor update (``foreach``): the per-parameter loop's arithmetic in a few
-    calls, bit for bit the same numbers (PyTorch's default on a GPU; on the CPU it loops)."""
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), foreach=True)
+    """Adam (Kingma & Ba 2015, Algorithm 1) with the run's update kernel (``adam_kernel``)."""
+    return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **{adam_kernel: True})
 
 
 REQUIRED = type("Required", (), {"__repr__": lambda self: "<required>"})()
