@@ -38,6 +38,13 @@ def code_signature() -> list:
                   for p in PACKAGE.rglob("*.py"))
 
 
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _exit_code(status: int) -> int:
     code = os.waitstatus_to_exitcode(status)
     return 128 - code if code < 0 else code   # killed by signal N: 128 + N, as a shell reports it
@@ -68,20 +75,14 @@ def delegate(argv: list[str]) -> int | None:
         return None
     child = reply["pid"]
 
-    def forward(signum, frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
+        signal.signal(sig, lambda signum, frame: _signal(child, signum))
     line = reader.readline()
     if line:
         return int(json.loads(line)["exit"])
     # the worker died first: end its job as SIGTERM does (it checkpoints) before this job ends, so
     # that a retry never trains the same run beside it
-    forward(signal.SIGTERM, None)
+    _signal(child, signal.SIGTERM)
     deadline = time.monotonic() + 120
     while _alive(child) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -190,13 +191,6 @@ def serve(path: str, parent: int | None = None) -> None:
 
 def _say(message: str) -> None:
     print(f"clrepro worker: {message}", file=sys.stderr, flush=True)
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def command_of(argv: list[str]) -> str | None:
