@@ -67,6 +67,7 @@ def main() -> None:
     p.add_argument("--data", default=str(REPO / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reference_cpu.json"))
     a = p.parse_args()
+    torch.set_num_threads(1)   # as the runs' processes (recorded with the device)
     data.fetch("mnist", a.data)
     reference = reference_checkout(a.reference)
     env = {k: v for k, v in os.environ.items() if k != "CLREPRO_WORKER"} | {"OMP_NUM_THREADS": "1",

@@ -434,12 +434,14 @@ def test_precision_choice_and_record(cfg, tmp_path):
     CPU too, is recorded with the result, and resumes to the same numbers."""
     mlp, cnn = {"model": {"type": "mlp"}}, {"model": {"type": "cnn"}}
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert train.execution(cnn, gpu) == {"precision": "bf16", "channels_last": True}
-    assert train.execution(mlp, gpu) == {"precision": "fp32", "channels_last": False}
-    assert train.execution(cnn, cpu) == {"precision": "fp32", "channels_last": False}
+    assert train.execution(cnn, gpu) == {"precision": "bf16", "channels_last": True, "adam": "foreach"}
+    assert train.execution(mlp, gpu) == {"precision": "fp32", "channels_last": False, "adam": "foreach"}
+    assert train.execution(cnn, cpu, adam="fused") == {"precision": "fp32", "channels_last": False, "adam": "fused"}
     assert train.execution(cnn, gpu, "fp32")["precision"] == "fp32"
     with pytest.raises(ValueError, match="precision"):
         train.execution(cnn, cpu, "fp16")
+    with pytest.raises(ValueError, match="adam: 'sparse'"):
+        train.execution(cnn, cpu, adam="sparse")
     spec = make_spec(cfg, "task", "si", iters=10)
     full = run(spec, tmp_path / "full.json", precision="bf16")
     assert full["provenance"]["precision"] == "bf16" and full["provenance"]["channels_last"] is False

@@ -87,6 +87,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "--against 91b815a`: 98 tiny runs, every method and scenario of the five MNIST experiments, "
                         "stopped and resumed, gave the same R, losses, untrained accuracies and method logs, bit "
                         "for bit",
+    "3d1bf03cdce10e4b": "the training code up to b020d09; the next version makes Adam's update kernel a named "
+                        "setting (adam: foreach, as before, or fused), recorded with each result. `clrepro "
+                        "bit-identity --against b020d09`: 98 tiny runs, every method and scenario of the five MNIST "
+                        "experiments, stopped and resumed, gave the same R, losses, untrained accuracies and method "
+                        "logs, bit for bit",
 }
 
 
