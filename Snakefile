@@ -40,8 +40,9 @@ def _stop_worker():
 onstart:
     from clrepro import cost, worker
 
-    print(cost.summary(CFG, [run for run in RUNS if not present(run)]), file=sys.stderr)
-    if config["worker"] and workflow.local_exec and not workflow.remote_exec:
+    _to_train = [run for run in RUNS if not present(run)]
+    print(cost.summary(CFG, _to_train), file=sys.stderr)
+    if config["worker"] and _to_train and workflow.local_exec and not workflow.remote_exec:
         # the jobs' `clrepro train` find it through the environment they inherit
         _worker["process"], os.environ[worker.ENV] = worker.start(log=f"logs/{PRESET}/worker.log")
 
