@@ -158,16 +158,18 @@ def test_checkpoint_order():
 def worker(tmp_path_factory):
     """A warm worker (``clrepro worker``), as the workflow starts one: {env var: its socket}, and
     its log (it says which jobs it ran and which it refused)."""
-    folder = tmp_path_factory.mktemp("worker")
-    path, log = folder / "socket", open(folder / "worker.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(path)], stderr=log)
-    deadline = time.monotonic() + 120
-    while not path.exists():
-        assert proc.poll() is None and time.monotonic() < deadline
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    proc, path = warm.start(log)
+    yield {warm.ENV: path}, log
+    warm.stop(proc, path)
+
+
+def await_checkpoint(ckpt, pattern, proc, timeout=120):
+    """Wait until ``ckpt`` holds a checkpoint matching ``pattern`` while ``proc`` runs."""
+    deadline = time.monotonic() + timeout
+    while not any(ckpt.glob(pattern)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr and proc.stderr.read()
         time.sleep(0.05)
-    yield {warm.ENV: str(path)}, folder / "worker.log"
-    warm.stop(proc, str(path))
-    log.close()
 
 
 def train_command(spec, out, ckpt=None):
@@ -204,14 +206,10 @@ def test_a_worker_runs_no_job_with_code_it_did_not_import(tmp_path):
     in its own process: a job never runs code other than what is on disk."""
     package = tmp_path / "clrepro"
     shutil.copytree(REPO / "src" / "clrepro", package, ignore=shutil.ignore_patterns("__pycache__"))
-    env = os.environ | {"PYTHONPATH": str(tmp_path), warm.ENV: str(tmp_path / "socket")}
-    log = open(tmp_path / "worker.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(tmp_path / "socket")],
-                            env=env, stderr=log)
+    env = os.environ | {"PYTHONPATH": str(tmp_path)}
+    proc, path = warm.start(tmp_path / "worker.log", env)
+    env[warm.ENV] = path
     try:
-        while not (tmp_path / "socket").exists():
-            assert proc.poll() is None
-            time.sleep(0.05)
         with open(package / "metrics.py", "a") as f:
             f.write("\n# changed\n")
         done = subprocess.run([sys.executable, "-m", "clrepro", "train", "--help"], env=env,
@@ -220,26 +218,18 @@ def test_a_worker_runs_no_job_with_code_it_did_not_import(tmp_path):
         said = (tmp_path / "worker.log").read_text()
         assert "refused a job" in said and "forked" not in said, said
     finally:
-        warm.stop(proc, str(tmp_path / "socket"))
-        log.close()
+        warm.stop(proc, path)
 
 
 def test_a_job_outlives_no_dead_worker(cfg, tmp_path):
     """The worker killed outright while a job runs: the job's ``clrepro train`` stops the job with
     SIGTERM (it checkpoints) and waits for it to end before failing, so a retry never trains the
     same run beside it."""
-    socket_path = tmp_path / "socket"
-    server = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", str(socket_path)])
-    while not socket_path.exists():
-        assert server.poll() is None
-        time.sleep(0.05)
+    server, path = warm.start(tmp_path / "worker.log")
     ckpt = tmp_path / "ckpt"
     client = subprocess.Popen(train_command(make_spec(cfg, "class", "si", iters=3000), tmp_path / "r.json", ckpt),
-                              stderr=subprocess.PIPE, text=True, env=os.environ | {warm.ENV: str(socket_path)})
-    deadline = time.monotonic() + 120
-    while not any(ckpt.glob("task-00")):
-        assert client.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+                              stderr=subprocess.PIPE, text=True, env=os.environ | {warm.ENV: path})
+    await_checkpoint(ckpt, "task-00", client)
     server.kill()
     server.wait()
     err = client.communicate(timeout=180)[1]
@@ -257,10 +247,7 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     full = run(spec, tmp_path / "full.json")
     ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
     proc = subprocess.Popen(train_command(spec, out, ckpt), stderr=subprocess.PIPE, text=True, env=env)
-    deadline = time.monotonic() + 120
-    while not any(ckpt.glob("task-01*")):          # well into training
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.05)
+    await_checkpoint(ckpt, "task-01*", proc)          # well into training
     proc.send_signal(signal.SIGTERM)
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143, err
@@ -280,14 +267,12 @@ def test_a_killed_client_stops_its_job_with_a_checkpoint(cfg, tmp_path, worker):
     ckpt = tmp_path / "ckpt"
     proc = subprocess.Popen(train_command(spec, tmp_path / "r.json", ckpt), stderr=subprocess.PIPE,
                             env=os.environ | worker[0])
-    deadline = time.monotonic() + 120
-    while not any(ckpt.glob("task-00")):
-        assert proc.poll() is None and time.monotonic() < deadline
-        time.sleep(0.05)
+    await_checkpoint(ckpt, "task-00", proc)
     proc.kill()
     proc.wait()
+    deadline = time.monotonic() + 60
     while not any(ckpt.glob("task-0*-step-*")):    # the job's own checkpoint on SIGTERM, inside a task
-        assert time.monotonic() < deadline + 60, folder_entries(ckpt)
+        assert time.monotonic() < deadline, folder_entries(ckpt)
         time.sleep(0.05)
     assert not (tmp_path / "r.json").exists()
 

@@ -254,14 +254,15 @@ def _reap(jobs: dict) -> None:
 
 # -- starting and stopping one, for a DAG ------------------------------------------------------------
 
-def start(log: str | os.PathLike, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
-    """Start a worker for this process (it ends with it), writing what it says to ``log``, and
-    wait until it accepts jobs; returns the process and its socket's path (``$CLREPRO_WORKER``)."""
+def start(log: str | os.PathLike, env: dict | None = None, timeout: float = 120.0) -> tuple[subprocess.Popen, str]:
+    """Start a worker for this process (it ends with it), in ``env`` (default: this one's), writing
+    what it says to ``log``, and wait until it accepts jobs; returns the process and its socket's
+    path (``$CLREPRO_WORKER``)."""
     path = os.path.join(tempfile.mkdtemp(prefix="clrepro-worker-"), "socket")
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as out:
         proc = subprocess.Popen([sys.executable, "-m", "clrepro", "worker", "--socket", path,
-                                 "--parent", str(os.getpid())], stdin=subprocess.DEVNULL, stdout=out,
+                                 "--parent", str(os.getpid())], env=env, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT,
                                 start_new_session=True)   # not in the terminal's group: Ctrl-C goes to the jobs
     deadline = time.monotonic() + timeout
