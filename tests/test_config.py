@@ -16,7 +16,8 @@ EXP = "split_mnist_vdv19"
 METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "lwf", "lwf_no_t2", "mas", "l2", "dgr",
            "dgr_distill", "bir", "er", "agem", "agem_sgd"]
 CLASS_ONLY = ["icarl", "cln"]
-PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY)
+TASK_ONLY = ["xdg"]
+PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY) + len(TASK_ONLY)
 
 
 @pytest.fixture
@@ -53,11 +54,12 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 1000
-    assert len(set(runs)) == 1000
+    assert len(runs) == PER_SEED * 20 == 1020
+    assert len(set(runs)) == 1020
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
-    assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY)
+    assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY + TASK_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
+    assert {r.scenario for r in runs if r.method in TASK_ONLY} == {"task"}
     assert {r.seed for r in runs} == set(range(20))
     assert config.Run(EXP, "class", "si", 7).path == f"{EXP}/class/si/seed7"
     # defaults filled in from the schema

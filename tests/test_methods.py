@@ -262,3 +262,73 @@ def test_sampler_epochs(toy_bench, drop_last):
         for epoch in (seen[:3], seen[3:6]):
             assert sorted(torch.cat(epoch).tolist()) == list(range(80))
         assert not torch.equal(torch.cat(seen[:3]), torch.cat(seen[3:6]))   # reshuffled
+
+
+def _xdg(bench, seed=0, **hp):
+    cls, hp = methods.expand("xdg", {"method": "xdg", "gating": 0.5} | hp, bench.scenario)
+    model = MLP(bench.input_dim, [10, 6], bench.n_outputs)
+    return cls(model, bench, hp, seed=seed), model
+
+
+def test_xdg_gates_a_fixed_proportion_per_task_and_seed(toy_bench):
+    bench = toy_bench("task")
+    m, _ = _xdg(bench, gating=0.75)
+    for masks in m.masks:
+        assert [int((g == 0).sum()) for g in masks] == [7, 4]        # int(0.75 x 10), int(0.75 x 6)
+        assert all(set(g.tolist()) <= {0.0, 1.0} for g in masks)
+    assert any(not torch.equal(a, b) for a, b in zip(m.masks[0], m.masks[1]))   # one draw per task
+    again, _ = _xdg(bench, gating=0.75)
+    other, _ = _xdg(bench, seed=1, gating=0.75)
+    assert all(torch.equal(a, b) for t in range(3) for a, b in zip(m.masks[t], again.masks[t]))
+    assert any(not torch.equal(a, b) for a, b in zip(m.masks[0], other.masks[0]))
+
+
+@pytest.mark.parametrize("gate", ["input", "activity"])
+def test_xdg_gates_in_training_and_in_evaluation(toy_bench, gate):
+    from clrepro.train import evaluate
+    bench = toy_bench("task")
+    m, model = _xdg(bench, gate=gate)
+    lin1, lin2 = model.features[0], model.features[2]
+
+    def by_hand(x, t):
+        g1, g2 = m.masks[t]
+        if gate == "input":   # y = m * (x W^T) + b: a gated unit passes relu(b)
+            h = torch.relu(x @ lin1.weight.T * g1 + lin1.bias)
+            h = torch.relu(h @ lin2.weight.T * g2 + lin2.bias)
+        else:                 # y = m * (x W^T + b): a gated unit is silent
+            h = torch.relu((x @ lin1.weight.T + lin1.bias) * g1)
+            h = torch.relu((h @ lin2.weight.T + lin2.bias) * g2)
+        return model.head(h)
+
+    x = torch.randn(6, 20)
+    for t in range(3):
+        torch.testing.assert_close(m.scores(x, t), by_hand(x, t))
+    assert not torch.allclose(m.scores(x, 0), m.scores(x, 1))
+
+    # training on task 1: no gradient reaches the incoming weights of its gated units
+    m.begin_task(1)
+    batches = m.train_batches(16)
+    assert {b.task for b in batches} == {1}
+    m.loss(m.forward(batches), batches).backward()
+    gated = m.masks[1][0] == 0
+    assert (lin1.weight.grad[gated] == 0).all() and (lin1.weight.grad[~gated] != 0).any()
+    assert ((lin1.bias.grad[gated] == 0).all()) == (gate == "activity")   # the bias still learns under "input"
+
+    # evaluation scores the inputs of task j with task j's gates
+    seen = []
+    accs = evaluate(model, bench, upto=2, scores=lambda x, j: seen.append(j) or m.scores(x, j))
+    assert sorted(set(seen)) == [0, 1, 2]
+    for j, task in enumerate(bench.test):
+        lo, hi = bench.active(j, 2)
+        with torch.no_grad():
+            pred = by_hand(task.inputs(torch.arange(len(task))), j)[:, lo:hi].argmax(1)
+        assert accs[j] == int((pred == bench.targets(task.p, j)).sum()) / len(task)
+
+
+def test_xdg_runs_in_task_il_only_and_refuses_bad_settings(toy_bench):
+    with pytest.raises(ValueError, match="does not support the class-IL"):
+        methods.expand("xdg", {"method": "xdg", "gating": 0.5}, "class")
+    with pytest.raises(ValueError, match="gating"):
+        _xdg(toy_bench("task"), gating=1.0)
+    with pytest.raises(ValueError, match="gate: unknown 'bias'"):
+        _xdg(toy_bench("task"), gate="bias")

@@ -210,14 +210,14 @@ def test_icarl_classifies_by_the_nearest_mean_of_exemplars(toy_bench):
     m, model = _method(ICaRL, bench, budget=12)
     x = torch.randn(5, 20)
     m.begin_task(0)
-    assert torch.equal(m.scores(x), model(x))               # no exemplars yet: the network's outputs
+    assert torch.equal(m.scores(x, 0), model(x))               # no exemplars yet: the network's outputs
     m.end_task(0)
     model.eval()
     phi = torch.nn.functional.normalize(model.embed(m.buffer.x), dim=1)
     means = torch.stack([torch.nn.functional.normalize(phi[m.buffer.p == c].mean(0), dim=0) for c in (0, 1)])
     q = torch.nn.functional.normalize(model.embed(x), dim=1)
     expected = torch.cdist(q, means).argmin(1)
-    s = m.scores(x)
+    s = m.scores(x, 0)
     assert torch.equal(s[:, :2].argmax(1), expected)
     assert torch.isinf(s[:, 2:]).all() and (s[:, 2:] < 0).all()   # classes without exemplars never win
 

@@ -77,7 +77,8 @@ def folder_entries(folder):
 CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"), ("domain", "si"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
          ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl"),
-         ("task", "dgr"), ("class", "dgr_distill"), ("domain", "bir"), ("class", "bir_internal"), ("class", "cln")]
+         ("task", "dgr"), ("class", "dgr_distill"), ("domain", "bir"), ("class", "bir_internal"), ("class", "cln"),
+         ("task", "xdg")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)

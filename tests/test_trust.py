@@ -230,7 +230,7 @@ def test_bit_identity_compares_the_tiny_runs_of_two_versions_of_the_training_cod
     found = equivalence.compare("HEAD", str(REPO / "config" / "config.yaml"),
                                 {"root": str(tmp_path / "data"), "checksums": checksums}, REPO,
                                 steps=3, fraction=1.0, batch=16)
-    assert found["runs"] == 5 and found["current"] == provenance.training_code()
+    assert found["runs"] == 5 and found["new"] == [] and found["current"] == provenance.training_code()
     assert found["earlier"] == provenance.training_code_at("HEAD", REPO)
     if found["earlier"] == found["current"]:         # a clean checkout: the same code, the same numbers
         assert found["differ"] == []

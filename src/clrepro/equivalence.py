@@ -50,7 +50,8 @@ def compare(commit: str, config_file: str, data: dict, repo: str | os.PathLike =
     """Run the tiny grid (``steps`` per task on a ``fraction`` of the training set) with the code of
     ``commit`` (a temporary git worktree) and with the current code, each with its own version of
     ``config_file`` (where the repository holds it: an earlier schema may not know a newer key);
-    return the two fingerprints, the runs compared and those that differ."""
+    return the two fingerprints, the runs compared, those that differ (or that the current code no
+    longer makes) and those new in the current code (a method added since)."""
     with tempfile.TemporaryDirectory() as tmp:
         tree = Path(tmp) / "tree"
         subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=repo, check=True,
@@ -73,6 +74,7 @@ def compare(commit: str, config_file: str, data: dict, repo: str | os.PathLike =
             earlier, current = (json.loads(p.read_text()) for p in outputs.values())
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=repo, capture_output=True)
-    differ = sorted(k for k in current if earlier.get(k) != current[k])
+    both = sorted(set(earlier) & set(current))
+    differ = [k for k in both if earlier[k] != current[k]] + sorted(set(earlier) - set(current))
     return {"earlier": provenance.training_code_at(commit, repo), "current": provenance.training_code(),
-            "runs": len(current), "differ": differ + sorted(set(earlier) - set(current))}
+            "runs": len(both), "differ": differ, "new": sorted(set(current) - set(earlier))}

@@ -81,7 +81,7 @@ def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int, scores=None) -> list[float]:
     """Test accuracy on every task, with the classes of tasks ``0..upto`` seen (a row of R);
-    ``scores(x)`` (a method's, default the model's outputs) is argmaxed over the active units."""
+    ``scores(x, j)`` (a method's, default the model's outputs) is argmaxed over the active units."""
     was_training = model.training
     model.eval()
     accs = []
@@ -90,7 +90,8 @@ def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int, scor
         correct = 0
         for start in range(0, len(task), 8192):
             idx = torch.arange(start, min(start + 8192, len(task)), device=task.p.device)
-            pred = (scores or model)(task.inputs(idx))[:, lo:hi].argmax(1)
+            x = task.inputs(idx)
+            pred = (scores(x, j) if scores else model(x))[:, lo:hi].argmax(1)
             correct += int((pred == bench.targets(task.p[idx], j)).sum())
         accs.append(correct / len(task))
     model.train(was_training)

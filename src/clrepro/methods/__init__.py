@@ -17,9 +17,10 @@ from .lwf import LwF
 from .mas import MAS
 from .scratch import Scratch
 from .si import SI
+from .xdg import XdG
 
 REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, IncrementalJoint, Scratch, EWC, SI, MAS,
-                                                                L2, LwF, ER, AGEM, ICaRL, DGR, BIR, CLN)}
+                                                                L2, LwF, ER, AGEM, ICaRL, DGR, BIR, CLN, XdG)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:

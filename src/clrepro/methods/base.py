@@ -187,9 +187,10 @@ class Method:
         w = 1.0 / (self.task + 1)
         return w * current + (1 - w) * replayed
 
-    def scores(self, x: torch.Tensor) -> torch.Tensor:
-        """What evaluation takes the argmax of over the active units: the network's outputs
-        (iCaRL: the nearest mean of exemplars)."""
+    def scores(self, x: torch.Tensor, task: int) -> torch.Tensor:
+        """What evaluation takes the argmax of over the active units, for inputs ``x`` of task
+        ``task``: the network's outputs (iCaRL: the nearest mean of exemplars). Only a Task-IL
+        method may read ``task`` (XdG: its gates)."""
         return self.model(x)
 
     # -- state ---------------------------------------------------------------------------------
