@@ -368,6 +368,10 @@ def main(argv=None) -> None:
     try:
         a.fn(a)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
+        # the errors the library raises for bad input, with a sentence naming the problem; a bare
+        # lookup that failed (KeyError('x')) is a bug and keeps its traceback, as does -v
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"clrepro {a.command}: error: {msg}", file=sys.stderr)
+        if a.verbose or (isinstance(err, KeyError) and " " not in str(msg)):
+            raise
+        print(f"clrepro {a.command}: error: {msg} (-v shows the traceback)", file=sys.stderr)
         sys.exit(2)
