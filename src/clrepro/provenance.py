@@ -92,6 +92,10 @@ EQUIVALENT_TRAINING_CODE = {
                         "bit-identity --against b020d09`: 98 tiny runs, every method and scenario of the five MNIST "
                         "experiments, stopped and resumed, gave the same R, losses, untrained accuracies and method "
                         "logs, bit for bit",
+    "88b681153825cb29": "the training code up to 9c5950f; the next version adds XdG and passes each task's index "
+                        "to a method's scores. `clrepro bit-identity --against 9c5950f`: 98 tiny runs, every method "
+                        "and scenario of the five MNIST experiments, stopped and resumed, gave the same R, losses, "
+                        "untrained accuracies and method logs, bit for bit (XdG's runs are new)",
 }
 
 
