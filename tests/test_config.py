@@ -15,7 +15,7 @@ from conftest import REPO
 EXP = "split_mnist_vdv19"
 METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "lwf", "lwf_no_t2", "mas", "l2", "dgr",
            "dgr_distill", "bir", "er", "agem", "agem_sgd"]
-CLASS_ONLY = ["icarl", "cln"]
+CLASS_ONLY = ["icarl", "cln", "agem_shared", "agem_all_units"]
 TASK_ONLY = ["xdg"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY) + len(TASK_ONLY)
 
@@ -54,8 +54,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 1020
-    assert len(set(runs)) == 1020
+    assert len(runs) == PER_SEED * 20 == 1060
+    assert len(set(runs)) == 1060
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY + TASK_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
@@ -189,6 +189,17 @@ def test_method_optimizers_merge_into_the_experiments_or_replace_it(cfg):
     assert config.resolve(cfg, config.Run(EXP, "class", "agem", 0))["optimizer"] == exp["optimizer"]
     same = {**exp, "methods": {"m": {"method": "agem", "optimizer": {"lr": 0.01, "clip_grad_norm": 1.0}}}}
     assert config.method_optimizer(same, "m") == {**exp["optimizer"], "lr": 0.01, "clip_grad_norm": 1.0}
+
+
+def test_a_method_benchmark_merges_into_the_experiments(cfg, cfg_copy):
+    exp = cfg["_experiments"][EXP]
+    all_units = config.resolve(cfg, config.Run(EXP, "class", "agem_all_units", 0))
+    assert all_units["benchmark"] == {**exp["benchmark"], "outputs": "all"}
+    assert config.resolve(cfg, config.Run(EXP, "class", "agem", 0))["benchmark"] == exp["benchmark"]
+    path = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(path, lambda d: d["methods"]["agem_all_units"]["benchmark"].update({"outputs": "every"}))
+    with pytest.raises(ConfigError, match=r"methods\.agem_all_units\.benchmark.*every"):
+        config.load(cfg_copy)
 
 
 def test_bad_method_optimizer_names_the_method(cfg_copy):

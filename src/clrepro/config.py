@@ -238,7 +238,7 @@ def load_experiment(path: Path, config: dict) -> dict:
         exp = deep_merge(exp, exp.get("presets", {}).get(preset, {}))
         validate(exp, "experiment.schema.yaml", f"{path} (preset {preset})")
     for label, spec in exp["methods"].items():
-        for field, own in (("model", method_model), ("optimizer", method_optimizer)):
+        for field, own in (("model", method_model), ("optimizer", method_optimizer), ("benchmark", method_benchmark)):
             if field in spec:   # the method's own, checked as the experiment's is
                 validate({**exp, field: own(exp, label)}, "experiment.schema.yaml", f"{path} (methods.{label}.{field})")
         extra = set(spec.get("scenarios", [])) - set(exp["scenarios"])
@@ -291,6 +291,12 @@ def method_model(exp: dict, key: str) -> dict:
 def method_optimizer(exp: dict, key: str) -> dict:
     """The optimiser of ``methods.<key>`` (a method run with its own published optimiser)."""
     return _method_own(exp, key, "optimizer", "name")
+
+
+def method_benchmark(exp: dict, key: str) -> dict:
+    """The benchmark of ``methods.<key>`` (a method run as another version of its code runs it,
+    e.g. with every output unit active in Class-IL)."""
+    return _method_own(exp, key, "benchmark", "type")
 
 
 def n_tasks(exp: dict) -> int:
@@ -380,7 +386,7 @@ def resolve(config: dict, run: Run) -> dict:
         "preset": config["preset"],
         "seeds": seeds,
         "dataset": exp["dataset"],
-        "benchmark": exp["benchmark"],
+        "benchmark": method_benchmark(exp, run.method),
         "model": method_model(exp, run.method),
         "optimizer": method_optimizer(exp, run.method),
         "batch_size": exp["batch_size"],

@@ -40,7 +40,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
                          f"(supports: {', '.join(cls.scenarios)})")
     hp = dict(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description", "model", "optimizer", "scenarios"):   # see config.method_*
+        if key in ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios"):   # config.method_*
             continue
         if key not in hp:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
