@@ -136,7 +136,8 @@ def make_optimizer(model: torch.nn.Module, spec: dict) -> torch.optim.Optimizer:
     if opt["name"] == "adam":
         return adam(params, opt["lr"], opt.get("betas", (0.9, 0.999)))
     if opt["name"] == "sgd":
-        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.0))
+        return torch.optim.SGD(params, lr=opt["lr"], momentum=opt.get("momentum", 0.0),
+                               weight_decay=opt.get("weight_decay", 0.0))
     raise ValueError(f"optimizer.name: unknown optimizer {opt['name']!r}")
 
 

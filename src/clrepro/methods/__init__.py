@@ -7,6 +7,7 @@ from .agem import AGEM
 from .base import REQUIRED, Method
 from .bir import BIR
 from .cln import CLN
+from .crumb import CRUMB
 from .dgr import DGR
 from .er import ER
 from .ewc import EWC
@@ -20,7 +21,8 @@ from .si import SI
 from .xdg import XdG
 
 REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, IncrementalJoint, Scratch, EWC, SI, MAS,
-                                                                L2, LwF, ER, AGEM, ICaRL, DGR, BIR, CLN, XdG)}
+                                                                L2, LwF, ER, AGEM, ICaRL, DGR, BIR, CLN, XdG,
+                                                                CRUMB)}
 
 
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
@@ -40,7 +42,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
                          f"(supports: {', '.join(cls.scenarios)})")
     hp = dict(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios"):   # config.method_*
+        if key in ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios"):  # config
             continue
         if key not in hp:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "

@@ -70,9 +70,10 @@ class Buffer:
         return 0 if self.p is None else len(self.p)
 
     @torch.no_grad()
-    def add(self, bench: Benchmark, task: int, gen: torch.Generator, model=None) -> None:
+    def add(self, bench: Benchmark, task: int, gen: torch.Generator, model=None, encode=None) -> None:
         """Store up to ``per_class`` samples of each class of ``task``'s training data (herding:
-        on the features ``model.embed`` gives in evaluation mode)."""
+        on the features ``model.embed`` gives in evaluation mode); ``encode(x)``, when given, is
+        what is stored of the inputs ``x`` (CRUMB: their memory-block indices)."""
         data = bench.train[task]
         classes = data.p.unique().tolist()
         seen = len(self.p.unique()) if len(self) else 0
@@ -93,7 +94,7 @@ class Buffer:
             else:
                 pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
             sel = rows[pick]
-            xs.append(data.inputs(sel))
+            xs.append(encode(data.inputs(sel)) if encode else data.inputs(sel))
             ps.append(data.p[sel])
         if model is not None:
             model.train(was_training)
