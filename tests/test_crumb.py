@@ -96,7 +96,8 @@ def test_the_memory_held_is_counted_in_bytes(toy_bench):
     m.begin_task(0)
     m.prepare(0)
     m.end_task(0)
-    assert m.task_log(0) == {"stored": 12, "index_bytes": 12 * 2 * 2, "codebook_bytes": 300 * 4 * 4}
+    assert m.task_log(0) == m.memory() == {"stored": 12, "bytes": 12 * 2 * 2 + 300 * 4 * 4, "index_bytes": 12 * 2 * 2,
+                                          "codebook_bytes": 300 * 4 * 4}
 
 
 def test_bad_settings_name_the_key(toy_bench):

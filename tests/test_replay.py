@@ -21,6 +21,7 @@ def test_buffer_is_class_balanced_and_never_over_budget(toy_bench, selection, sc
         assert len(buf) == 5 * 2 * (t + 1) <= buf.per_class * 2 * (t + 1)
         assert torch.bincount(buf.p).tolist()[: 2 * (t + 1)] == [5] * (2 * (t + 1))
         assert torch.equal(buf.task, torch.arange(t + 1).repeat_interleave(10))
+    assert buf.footprint() == {"stored": 30, "bytes": 30 * 20}   # 20 inputs per sample, counted at 8 bits
     # stored samples are real training samples of their class, each at most once
     for c in range(6):
         rows = buf.x[buf.p == c]

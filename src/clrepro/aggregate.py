@@ -60,6 +60,9 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["batch_size"] = r["protocol"]["batch_size"]
         row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
         row["train_seconds"] = sum(r["seconds_per_task"])
+        row["stored"] = r.get("memory", {}).get("stored")
+        row["memory_bytes"] = r.get("memory", {}).get("bytes")
+        row["peak_rss_mb"] = r.get("peak_rss_mb")
         row["resumed"] = r.get("resumed", False)
         row["spec_hash"] = r["spec_hash"]
         row["git_commit"] = prov["git"]["commit"]

@@ -275,7 +275,8 @@ def main(argv=None) -> None:
     g.set_defaults(fn=_aggregate)
 
     f = analysis("figure", "draw one of an experiment's figures")
-    f.add_argument("kind", help="accuracy_per_task, final_accuracy, average_accuracy, task_bars or stability_gap")
+    f.add_argument("kind", help="accuracy_per_task, final_accuracy, average_accuracy, task_bars, stability_gap "
+                                "or memory")
     f.add_argument("--experiment", required=True)
     f.add_argument("--accuracy-csv", required=True)
     f.add_argument("--summary-csv", required=True)

@@ -20,7 +20,7 @@ from .methods.base import derive_seed
 from .metrics import parse_task_metric
 
 #: the figures an experiment may list (``figures:``; drawn by ``clrepro.figures``)
-FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars", "stability_gap")
+FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars", "stability_gap", "memory")
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
 
@@ -396,6 +396,8 @@ def resolve(config: dict, run: Run) -> dict:
     # a task is iters_per_task steps, or else epochs_per_task passes over its data
     steps = "iters_per_task" if exp.get("iters_per_task") else "epochs_per_task"
     spec[steps] = exp[steps]
+    if steps == "epochs_per_task" and exp.get("epochs_first_task"):   # only then: other specs are unchanged
+        spec["epochs_first_task"] = exp["epochs_first_task"]
     if exp.get("continual_eval"):
         spec["continual_eval"] = exp["continual_eval"]
     spec["spec_hash"] = spec_hash(spec)

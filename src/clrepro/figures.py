@@ -43,7 +43,7 @@ FAMILIES = {
     "baselines": ("none", "joint", "joint_incremental", "scratch"),
     "regularisation": ("ewc", "online_ewc", "si", "mas", "l2"),
     "distillation": ("lwf",),
-    "replay": ("er", "agem", "icarl"),
+    "replay": ("er", "agem", "icarl", "crumb"),
     "generative replay": ("dgr", "dgr_distill", "bir"),
     "architecture": ("cln", "xdg", "sdm"),
 }
@@ -384,6 +384,41 @@ def stability_gap(curves: pd.DataFrame, ends: list[int], title: str, path: Path,
     return _save(fig, path)
 
 
+def memory_table(results: list[dict], labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """Per run: label, scenario, seed, final average accuracy (%) and the bytes the method holds
+    besides the network (``Method.memory``; 0 when it holds nothing)."""
+    rows = [((labels or {}).get(r["method"], r["method"]), r["scenario"], r["seed"], 100 * r["metrics"]["acc"],
+             r.get("memory", {}).get("bytes", 0)) for r in results]
+    return pd.DataFrame(rows, columns=["label", "scenario", "seed", "acc", "bytes"])
+
+
+@_themed
+def memory(table: pd.DataFrame, title: str, path: Path, order: list[str] | None = None,
+           families: dict[str, str] | None = None):
+    """Final average accuracy against the memory each method holds (stored samples, or CRUMB's
+    indices and codebook, in kB on a log scale), mean +- SEM over seeds, a panel per scenario; a
+    method that holds nothing is a horizontal line."""
+    palette, dashes, order = _drawn(order, table.label, families)
+    scen = [x for x in SCENARIO_TITLES if x in set(table.scenario)]
+    fig, axes, legends = _grid([3.2] * len(scen), 1)
+    for ax, leg, sc in zip(axes[:, 0], legends, scen):
+        t = table[table.scenario == sc].groupby("label").agg(acc=("acc", "mean"), sem=("acc", "sem"),
+                                                             kb=("bytes", lambda b: b.mean() / 1000))
+        shown = [m for m in order if m in t.index]
+        for m in shown:
+            if t.loc[m, "kb"] == 0:
+                ax.axhline(t.loc[m, "acc"], color=palette[m], linestyle=(0, dashes[m]) if dashes[m] else "--")
+            else:
+                ax.errorbar(t.loc[m, "kb"], t.loc[m, "acc"], yerr=t.loc[m, "sem"], fmt="o", color=palette[m],
+                            markersize=6, capsize=3)
+        ax.set(xscale="log", ylim=(0, 101), xlabel="memory held (kB)", ylabel=f"{SCENARIO_TITLES[sc]}: final "
+                                                                              f"average accuracy (%)")
+        _legend(leg, "methods", [Line2D([], [], color=palette[m], marker="o" if t.loc[m, "kb"] else None,
+                                        linestyle="" if t.loc[m, "kb"] else "--") for m in shown], shown)
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
 def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
          learned: list[str] = (), families: dict[str, str] | None = None, results=()) -> None:
     """Draw one figure of one experiment; ``order`` lists the method labels in the config's order,
@@ -403,5 +438,8 @@ def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, ord
         labels = dict(zip(summary.method, summary.label))
         ends = np.cumsum(runs[0]["steps_per_task"]).tolist() if runs else []
         stability_gap(curves_table(runs, labels), ends, title, Path(out), order, families)
+    elif kind == "memory":
+        memory(memory_table(load_results(results), dict(zip(summary.method, summary.label))), title, Path(out), order,
+               families)
     else:
         raise ValueError(f"figures: unknown figure {kind!r}; known: {', '.join(FIGURE_KINDS)}")

@@ -126,6 +126,23 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
     return _in_order(t.reset_index(), order).rename(columns=CONTINUAL_NAMES)
 
 
+def memory_cost_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
+    """Per scenario and method: the memory held besides the network (``Method.memory``), the final
+    average accuracy, the training time and the process's peak RAM, as means (± SEM) over seeds."""
+    sub = runs[runs.experiment == experiment]
+    if "memory_bytes" not in sub or sub.memory_bytes.isna().all():
+        return pd.DataFrame()
+    rows = []
+    for (scenario, label), g in sub.groupby(["scenario", "label"], sort=False):
+        held = g.memory_bytes.fillna(0)
+        rows.append({"scenario": scenario, "method": label, "stored": _num(g.stored.fillna(0).mean(), 0),
+                     "memory held (kB)": _num(held.mean() / 1000, 1),
+                     "final average accuracy (%)": f"{g.acc.mean():.2f} ± {g.acc.sem():.2f}",
+                     "training time (s)": _num(g.train_seconds.mean(), 0),
+                     "peak RAM (MB)": _num(g.peak_rss_mb.mean(), 0), "seeds": len(g)})
+    return _in_order(pd.DataFrame(rows).rename(columns={"method": "label"}), order)
+
+
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """What methods record after each task (``Method.task_log``: CLN's units per layer, output
     units, latent dimensions, replay kept by its filter; A-GEM's projections, steps uphill and
@@ -282,6 +299,8 @@ def protocol_table(exp: dict, n_seeds: int) -> pd.DataFrame:
         rows.append(("iterations per task", exp["iters_per_task"]))
     if exp.get("epochs_per_task"):
         rows.append(("epochs per task", exp["epochs_per_task"]))
+        if exp.get("epochs_first_task"):
+            rows.append(("epochs of the first task", exp["epochs_first_task"]))
     if exp.get("train_subset"):
         rows.append(("training subset", exp["train_subset"]))
     rows.append(("seeds per method", n_seeds))
@@ -374,6 +393,15 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
                                      f"task after it was learnt, averaged over them; WC-ACC, the last task's final "
                                      f"accuracy weighed against it; WF, the largest drop within {window} "
                                      f"evaluations, averaged over the tasks. Mean ± SEM over seeds."})
+    held = memory_cost_table(runs, name, order)
+    if len(held):
+        tables.insert(0, {"title": "Memory held, accuracy, time and peak RAM", "open": True,
+                          "html": _html(held, left=("scenario", "method")),
+                          "caption": "Memory held besides the network: stored samples counted at 8 bits per "
+                                     "input value (the datasets' own pixels), CRUMB's stored indices at one byte "
+                                     "each and its codebook in float32. Peak RAM: the training process's "
+                                     "high-water mark, the interpreter, PyTorch and the dataset included. Means "
+                                     "over seeds."})
     grown = method_log_table(runs, name)
     if len(grown):
         tables.append({"title": "Recorded after each task", "open": False,

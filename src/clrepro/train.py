@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -324,12 +325,15 @@ def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Ben
                           "enabled": execution.get("precision") == "bf16"}
 
 
-def steps_per_task(spec: dict, n_samples: int) -> int:
+def steps_per_task(spec: dict, n_samples: int, task: int = 0) -> int:
     """``iters_per_task`` steps of full batches, or ``epochs_per_task`` passes over the task's
-    ``n_samples``, each of ceil(n / batch) steps, the last one a partial batch (as Keras' ``fit``)."""
+    ``n_samples``, each of ceil(n / batch) steps, the last one a partial batch (as Keras' ``fit``);
+    the first task takes ``epochs_first_task`` passes where that is set (an online stream that
+    base-initialises on its first task, as CRUMB's and REMIND's protocols do)."""
     if spec.get("iters_per_task"):
         return spec["iters_per_task"]
-    return spec["epochs_per_task"] * math.ceil(n_samples / spec["batch_size"])
+    epochs = spec.get("epochs_first_task") if task == 0 else None
+    return (epochs or spec["epochs_per_task"]) * math.ceil(n_samples / spec["batch_size"])
 
 
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
@@ -414,7 +418,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         for t in range(start, bench.n_tasks):
             t0 = last_save = time.perf_counter()
             method.begin_task(t)
-            iters = steps_per_task(spec, method.sampler.size)
+            iters = steps_per_task(spec, method.sampler.size, t)
             method.steps = iters
             if partial is not None:
                 step0, task_state, loop = partial
@@ -481,7 +485,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "hyperparameters": spec["hyperparameters"],
         "seeds": spec["seeds"],
         "protocol": {k: spec.get(k) for k in ("dataset", "benchmark", "model", "optimizer", "batch_size",
-                                              "iters_per_task", "epochs_per_task", "train_subset")},
+                                              "iters_per_task", "epochs_per_task", "train_subset")}
+        | ({"epochs_first_task": spec["epochs_first_task"]} if spec.get("epochs_first_task") else {}),
         "spec_hash": spec["spec_hash"],
         "task_classes": bench.meta.get("task_classes"),
         "R": rows,
@@ -492,6 +497,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "steps_per_task": steps,
         **({"method_log": method_log} if any(method_log) else {}),
         **({"continual_eval": probe.result(steps)} if probe else {}),
+        **({"memory": method.memory()} if method.memory() else {}),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # this process's high-water mark
         "resumed": bool(resumed),
         "provenance": prov,
     }

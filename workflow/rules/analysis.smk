@@ -25,7 +25,7 @@ rule figure:
         summary=f"{OUT}/summary.csv",
         audit=f"{OUT}/audit/{{experiment}}_audit.csv",
         experiment=lambda w: experiment_config(w.experiment),
-        results=lambda w: results_of(w.experiment) if w.kind == "stability_gap" else [],   # the curves
+        results=lambda w: results_of(w.experiment) if w.kind in ("stability_gap", "memory") else [],   # per run
     output:
         report(f"{OUT}/figures/{{experiment}}_{{kind}}.png", caption="../report/figure.rst", category="Figures",
                subcategory="{experiment}"),

@@ -181,6 +181,11 @@ class Method:
         """What the result records of the method after ``task`` (e.g. the units CLN has grown)."""
         return {}
 
+    def memory(self) -> dict:
+        """What the method holds besides the network, for the result: ``stored`` samples and their
+        ``bytes`` (replay: the buffer; CRUMB: its indices and codebook); nothing here."""
+        return {}
+
     def mix(self, current: torch.Tensor, replayed: torch.Tensor) -> torch.Tensor:
         """1/t * current + (1 - 1/t) * replayed, t the tasks seen (van de Ven & Tolias 2019):
         how every method here weighs the new task against what it replays or distils."""

@@ -182,11 +182,14 @@ class CRUMB(Replaying):
         z = self.extract(x)
         return self.top(z if self.hp["scores"] == "direct" else self.decode(self.encode(z)))
 
+    def memory(self) -> dict:
+        """The stored indices and the codebook, in bytes."""
+        held = self.buffer.footprint()
+        codebook = self.model.codebook.numel() * self.model.codebook.element_size()
+        return {**held, "bytes": held["bytes"] + codebook, "index_bytes": held["bytes"], "codebook_bytes": codebook}
+
     def task_log(self, task: int) -> dict:
-        """The memory the method holds after ``task``, in bytes: the stored indices and the codebook."""
-        stored = len(self.buffer)
-        return {"stored": stored, "index_bytes": stored * self.positions * self.code_dtype.itemsize,
-                "codebook_bytes": self.model.codebook.numel() * self.model.codebook.element_size()}
+        return self.memory()
 
     # -- state -----------------------------------------------------------------------------------
     def state_dict(self) -> dict:

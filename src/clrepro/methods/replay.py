@@ -125,6 +125,14 @@ class Buffer:
             out.append(Batch(self.x[sel], bench.targets(self.p[sel], t), lo, hi, t))
         return out
 
+    def footprint(self) -> dict:
+        """The samples stored and their bytes: an input counted at 8 bits per value (the datasets'
+        own pixels, whatever precision the buffer keeps them in), stored codes at their own width."""
+        if not len(self):
+            return {"stored": 0, "bytes": 0}
+        width = 1 if self.x.is_floating_point() else self.x.element_size()
+        return {"stored": len(self), "bytes": self.x.numel() * width}
+
     def state_dict(self) -> dict:
         return {"x": self.x, "p": self.p, "task": self.task}
 
@@ -139,6 +147,9 @@ class Replaying(Method):
     def begin_task(self, task: int) -> None:
         super().begin_task(task)
         self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+
+    def memory(self) -> dict:
+        return self.buffer.footprint() if hasattr(self, "buffer") else {}
 
     def task_state(self) -> dict:
         return super().task_state() | {"replay_gen": self.replay_gen.get_state()}
