@@ -18,7 +18,7 @@ from . import provenance
 
 #: the experiments whose data every machine of the project can have (no CIFAR)
 EXPERIMENTS = ("split_mnist_vdv19", "permuted_mnist_vdv19", "split_mnist_si17", "permuted_mnist_si17",
-               "split_mnist_sdm23")
+               "split_mnist_sdm23", "crumb_split_mnist")
 
 
 def tiny_runs(config_file: str, data: str, out: str, steps: str = "8", fraction: str = "0.02", batch: str = "0"
@@ -28,8 +28,8 @@ def tiny_runs(config_file: str, data: str, out: str, steps: str = "8", fraction:
     import torch
 
     from clrepro import config, train   # the clrepro on the path: this one, or an earlier commit's
-    cfg = config.load(config_file, {"preset": "quick", "data": json.loads(data), "experiments": list(EXPERIMENTS),
-                                    "seeds": 1})
+    known = [e for e in EXPERIMENTS if (Path(config_file).parent / "experiments" / f"{e}.yaml").exists()]
+    cfg = config.load(config_file, {"preset": "quick", "data": json.loads(data), "experiments": known, "seeds": 1})
     torch.set_num_threads(1)
     numbers = {}
     for run in config.runs(cfg):
