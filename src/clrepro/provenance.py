@@ -96,6 +96,15 @@ EQUIVALENT_TRAINING_CODE = {
                         "to a method's scores. `clrepro bit-identity --against 9c5950f`: 98 tiny runs, every method "
                         "and scenario of the five MNIST experiments, stopped and resumed, gave the same R, losses, "
                         "untrained accuracies and method logs, bit for bit (XdG's runs are new)",
+    "27036ca3d0325575": "the training code of b8515ff; the next versions let a method take its own benchmark, add "
+                        "CRUMB, SGD's weight decay, epochs_first_task and record the memory a method holds and the "
+                        "peak RAM. `clrepro bit-identity --against b8515ff`: 99 tiny runs, every method and scenario "
+                        "of the five MNIST experiments, stopped and resumed, gave the same R, losses, untrained "
+                        "accuracies and method logs, bit for bit (the CRUMB experiment's runs are new)",
+    "f4d6d9c773f4f386": "the training code of 9bdab10 (the A-GEM variants' runs); the next versions add CRUMB, "
+                        "SGD's weight decay, epochs_first_task and record the memory a method holds and the peak "
+                        "RAM. `clrepro bit-identity --against 9bdab10`: 101 tiny runs, bit-identical (the CRUMB "
+                        "experiment's runs are new)",
 }
 
 
