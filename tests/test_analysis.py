@@ -295,3 +295,23 @@ def test_a_method_has_one_colour_in_every_figure(figures17):
         got = _colours(fig)
         assert got == {m: want[m] for m in got}, kind
         assert set(got) == set(ORDER17) - ({"iCaRL", "CLN"} if kind == "task_bars" else set()), kind
+
+
+def test_the_memory_figure_puts_each_method_at_the_bytes_it_holds(tmp_path):
+    """``memory_table`` reads the accuracy and ``memory.bytes`` of each result; the figure draws a
+    method holding something at its mean kB and mean accuracy, one holding nothing as a line."""
+    def result(method, seed, acc, held):
+        return {"method": method, "scenario": "class", "seed": seed, "metrics": {"acc": acc},
+                **({"memory": {"stored": 10, "bytes": held}} if held else {})}
+    runs = [result("none", 0, 0.2, 0), result("none", 1, 0.3, 0), result("er", 0, 0.7, 78_400),
+            result("er", 1, 0.8, 78_400), result("crumb", 0, 0.6, 70_000), result("crumb", 1, 0.9, 90_000)]
+    table = figures.memory_table(runs, {"none": "None", "er": "ER", "crumb": "CRUMB"})
+    assert table.bytes.tolist() == [0, 0, 78_400, 78_400, 70_000, 90_000] and table.acc.tolist()[:2] == [20, 30]
+    fig = figures.memory(table, "t", tmp_path / "m.png", ["None", "ER", "CRUMB"])
+    ax = [a for a in fig.axes if a.axison][0]
+    points = sorted((round(float(line.get_xdata()[0]), 1), round(float(line.get_ydata()[0]), 1))
+                    for line in ax.lines if line.get_marker() == "o")
+    assert points == [(78.4, 75.0), (80.0, 75.0)]
+    assert [round(float(line.get_ydata()[0]), 1) for line in ax.lines if line.get_linestyle() != "None"] == [25.0]
+    width, smallest = figures.legibility(fig, tmp_path / "m.png")
+    assert width <= 1150 and smallest >= 9
