@@ -135,12 +135,12 @@ def memory_cost_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> 
     rows = []
     for (scenario, label), g in sub.groupby(["scenario", "label"], sort=False):
         held = g.memory_bytes.fillna(0)
-        rows.append({"scenario": scenario, "method": label, "stored": _num(g.stored.fillna(0).mean(), 0),
+        rows.append({"scenario": scenario, "label": label, "stored": _num(g.stored.fillna(0).mean(), 0),
                      "memory held (kB)": _num(held.mean() / 1000, 1),
                      "final average accuracy (%)": f"{g.acc.mean():.2f} ± {g.acc.sem():.2f}",
                      "training time (s)": _num(g.train_seconds.mean(), 0),
                      "peak RAM (MB)": _num(g.peak_rss_mb.mean(), 0), "seeds": len(g)})
-    return _in_order(pd.DataFrame(rows).rename(columns={"method": "label"}), order)
+    return _in_order(pd.DataFrame(rows), order)
 
 
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
