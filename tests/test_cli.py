@@ -8,8 +8,8 @@ def test_user_errors_are_one_sentence_and_bugs_keep_their_traceback(tmp_path, ca
     with pytest.raises(SystemExit) as ended:
         cli.main(["download", "nosuch", "--root", str(tmp_path)])
     said = capsys.readouterr().err
-    assert ended.value.code == 2 and "unknown dataset 'nosuch'" in said and "-v shows the traceback" in said
-    with pytest.raises(RuntimeError, match="unknown dataset 'nosuch'"):   # -v: the traceback
+    assert ended.value.code == 2 and "unknown dataset or weights 'nosuch'" in said and "-v shows the traceback" in said
+    with pytest.raises(RuntimeError, match="unknown dataset or weights 'nosuch'"):   # -v: the traceback
         cli.main(["-v", "download", "nosuch", "--root", str(tmp_path)])
 
     def bug(a):

@@ -49,7 +49,8 @@ def test_load_paper_config_and_runs(cfg):
     assert cfg["preset"] == "paper"
     assert list(cfg["_experiments"]) == [EXP, "split_mnist_si17", "permuted_mnist_si17", "permuted_mnist_vdv19",
                                          "split_cifar_si17", "split_mnist_sdm23", "rotated_mnist_stability_gap",
-                                         "split_mnist_stability_gap", "crumb_split_mnist"]
+                                         "split_mnist_stability_gap", "crumb_split_mnist", "crumb_stream_cifar100",
+                                         "crumb_stream_core50"]
     assert list(cfg["_simulations"]) == ["consolidation_shaham22"]
     exp = cfg["_experiments"][EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]

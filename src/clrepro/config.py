@@ -190,9 +190,20 @@ def dataset_names(exp: dict) -> list[str]:
     return exp["dataset"] if isinstance(exp["dataset"], list) else [exp["dataset"]]
 
 
+def pretrained_weights(model: dict) -> list[str]:
+    """The pretrained weights (``data.WEIGHTS`` keys) a network starts from."""
+    return ["squeezenet1_0"] if model["type"] == "squeezenet" and model.get("weights") == "imagenet" else []
+
+
+def downloads(exp: dict) -> list[str]:
+    """What an experiment needs fetched: its datasets, then the pretrained weights of its networks."""
+    weights = {w for key in exp["methods"] for w in pretrained_weights(method_model(exp, key))}
+    return dataset_names(exp) + sorted(weights)
+
+
 def all_datasets(config: dict) -> list[str]:
-    """The datasets of all configured experiments."""
-    return sorted({d for exp in config["_experiments"].values() for d in dataset_names(exp)})
+    """The downloads (datasets, pretrained weights) of all configured experiments."""
+    return sorted({d for exp in config["_experiments"].values() for d in downloads(exp)})
 
 
 #: what an experiment does not take from the one it extends: what it shows and audits

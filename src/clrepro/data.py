@@ -6,14 +6,21 @@ path relative to the dataset folder), and only then renamed into place, so an in
 corrupt download never leaves a half-written file in ``data/``. MNIST's ``.gz`` files are
 unpacked beside them; of a CIFAR archive only the expected regular files are extracted, each
 verified, and its pickles are verified again before ``load`` unpickles them.
+
+Pretrained weights are fetched the same way (``WEIGHTS``, into ``<root>/weights``): the file that
+torchvision's weights API names, checked against the SHA-256 prefix its name carries (torch.hub's
+convention, written ``sha256:<hex>`` where a dataset file has an md5).
 """
 from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import os
+import re
 import shutil
 import tarfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,13 +28,39 @@ from typing import Callable
 import torch
 from torchvision.datasets import CIFAR10, CIFAR100, MNIST
 from torchvision.datasets.utils import calculate_md5, download_url
+from torchvision.models import SqueezeNet1_0_Weights
 
 from .atomic import atomic_path
 
 MIRROR_ENV = "CLREPRO_DATA_MIRROR"
 
-#: dataset name -> (torchvision class, its folder under the data root)
-DATASETS = {"mnist": (MNIST, "MNIST/raw"), "cifar10": (CIFAR10, "CIFAR10"), "cifar100": (CIFAR100, "CIFAR100")}
+
+
+def _torchvision_weights(weights) -> type:
+    """A torchvision weights enum as a download: its file, from its folder URL, with the SHA-256
+    prefix in its name (``squeezenet1_0-b66bff10.pth``: ``sha256:b66bff10``)."""
+    folder, fname = weights.url.rsplit("/", 1)
+    prefix = torch.hub.HASH_REGEX.search(fname).group(1)
+    return type(fname, (), {"mirrors": [folder + "/"], "resources": [(fname, f"sha256:{prefix}")]})
+
+
+class CORe50:
+    """CORe50 (Lomonaco & Maltoni 2017), its official 128 x 128 archive: ``core50_128x128/s<session>/
+    o<object>/C_<ss>_<oo>_<fff>.png``, 11 sessions of 50 objects in 10 categories of 5 (o1-o5 the
+    first), ~300 frames per clip. ``load`` reads the PNGs straight from the verified zip, as the
+    CRUMB reference samples them (dataloaders/task_setup.py): every 20th frame from the 10th (one a
+    second), sessions 3, 7 and 10 for testing, the category as the label."""
+
+    resources = [("core50_128x128.zip", "745f3373fed08d69343f1058ee559e13")]
+    mirrors = ["http://bias.csr.unibo.it/maltoni/download/core50/"]
+    test_sessions, first_frame, frame_step = (3, 7, 10), 10, 20
+
+
+#: dataset name -> (torchvision class or its like, its folder under the data root)
+DATASETS = {"mnist": (MNIST, "MNIST/raw"), "cifar10": (CIFAR10, "CIFAR10"), "cifar100": (CIFAR100, "CIFAR100"),
+            "core50": (CORe50, "CORe50")}
+#: pretrained weights -> (their download, the folder under the data root); fetched like datasets
+WEIGHTS = {"squeezenet1_0": (_torchvision_weights(SqueezeNet1_0_Weights.IMAGENET1K_V1), "weights")}
 
 
 class ChecksumError(RuntimeError):
@@ -47,13 +80,21 @@ class TensorDataset:
 
 def _lookup(name: str):
     try:
-        return DATASETS[name]
+        return {**DATASETS, **WEIGHTS}[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}") from None
+        raise KeyError(f"unknown dataset or weights {name!r}; known: {sorted({**DATASETS, **WEIGHTS})}") from None
 
 
 def _is_archive(cls) -> bool:
     return issubclass(cls, CIFAR10)
+
+
+def weights_file(root: str | os.PathLike, name: str) -> Path:
+    """Where ``fetch(name, root)`` leaves the pretrained weights ``name`` (a ``WEIGHTS`` key)."""
+    if name not in WEIGHTS:
+        raise KeyError(f"unknown pretrained weights {name!r}; known: {sorted(WEIGHTS)}")
+    cls, sub = WEIGHTS[name]
+    return Path(root) / sub / cls.resources[0][0]
 
 
 def _official(name: str) -> list[tuple[str, str]]:
@@ -78,7 +119,7 @@ def resources(name: str, checksums: dict[str, str] | None = None) -> list[tuple[
     datasets are ignored; a key of no known dataset raises KeyError."""
     res = _official(name)
     if checksums:
-        check_checksums(list(DATASETS), checksums)
+        check_checksums(list({**DATASETS, **WEIGHTS}), checksums)
         res = [(f, checksums.get(f, md5)) for f, md5 in res]
     return res
 
@@ -112,6 +153,15 @@ def outputs(root: str | os.PathLike, name: str, checksums: dict[str, str] | None
 
 
 def verify(path: Path, md5: str, name: str | None = None) -> None:
+    """``md5``: an md5, or ``sha256:<hex>``, the first hex digits of the file's SHA-256."""
+    if md5.startswith("sha256:"):
+        want = md5.removeprefix("sha256:")
+        with open(path, "rb") as f:
+            actual = hashlib.file_digest(f, "sha256").hexdigest()
+        if not want or actual[:len(want)] != want:
+            raise ChecksumError(f"checksum mismatch for {name or path.name}: expected a SHA-256 beginning "
+                                f"{want}, got {actual}")
+        return
     actual = calculate_md5(str(path))
     if actual != md5:
         raise ChecksumError(f"checksum mismatch for {name or path.name}: expected md5 {md5}, got {actual}")
@@ -123,7 +173,7 @@ def fetch(name: str, root: str | os.PathLike, mirror: str | None = None,
 
     The ``CLREPRO_DATA_MIRROR`` environment variable, else ``mirror``, names a local folder with
     the official files, searched as given and under ``<mirror>/<dataset folder>`` (``MNIST/raw``,
-    ``CIFAR10``, ``CIFAR100``); without one the official mirrors are used. Files already present
+    ``CIFAR10``, ``CIFAR100``, ``weights``); without one the official mirrors are used. Files already present
     and valid are kept; present but invalid ones raise ChecksumError.
     """
     mirror = os.environ.get(MIRROR_ENV) or mirror or None
@@ -234,12 +284,18 @@ def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, s
          ) -> TensorDataset:
     """Load a split through torchvision's dataset class: x float32 in [0, 1] (MNIST flattened to
     (N, 784), CIFAR (N, 3, 32, 32)), y long (CIFAR-100: the fine labels)."""
+    if name in WEIGHTS:
+        raise ValueError(f"{name!r} names pretrained weights, not a dataset (models.build loads them)")
     cls, _ = _lookup(name)
     folder = raw_folder(root, name)
     md5s = dict(resources(name, checksums))
     if _is_archive(cls):
         return _load_cifar(cls, name, folder, train, md5s)
     _require(folder, md5s, name)
+    if cls is CORe50:
+        (archive, md5), = md5s.items()
+        verify(folder / archive, md5, str(folder / archive))
+        return _load_core50(folder / archive, train)
     for f, md5 in md5s.items():      # the split's archives, and what torchvision reads: their unpacked copies
         if f.endswith(".gz") and f.startswith("train" if train else "t10k"):
             verify(folder / f, md5, str(folder / f))
@@ -267,6 +323,33 @@ def _load_cifar(cls, name: str, folder: Path, train: bool, md5s: dict[str, str])
     ds = checked(str(folder), train=train, download=False)
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
     return TensorDataset(x, torch.tensor(ds.targets, dtype=torch.long))
+
+
+_CORE50_FRAME = re.compile(r"core50_128x128/s(\d+)/o(\d+)/C_(\d+)_(\d+)_(\d+)\.png")
+
+
+def _load_core50(archive: Path, train: bool) -> TensorDataset:
+    """The split's sampled frames, in (session, object, frame) order: x (N, 3, 128, 128) in [0, 1],
+    y the category 0-9."""
+    import numpy as np
+    from PIL import Image
+
+    picked = []
+    with zipfile.ZipFile(archive) as z:
+        for name in z.namelist():
+            m = _CORE50_FRAME.fullmatch(name)
+            if not m:
+                continue
+            session, obj, frame = int(m[1]), int(m[2]), int(m[5])
+            if (session in CORe50.test_sessions) != train and frame >= CORe50.first_frame \
+                    and (frame - CORe50.first_frame) % CORe50.frame_step == 0:
+                picked.append((session, obj, frame, name))
+        if not picked:
+            raise ValueError(f"{archive} holds no CORe50 frame of the {'training' if train else 'test'} sessions")
+        picked.sort()
+        images = np.stack([np.asarray(Image.open(io.BytesIO(z.read(name))).convert("RGB")) for *_, name in picked])
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
+    return TensorDataset(x, torch.tensor([(obj - 1) // 5 for _, obj, _, _ in picked], dtype=torch.long))
 
 
 def _require(folder: Path, files, name: str) -> None:

@@ -11,6 +11,9 @@ three-scenarios reference code) or ``glorot`` (Keras' default: Glorot-uniform ke
 as the SI reference code); ``head_init: zero`` zero-initialises the output layer (SI split MNIST and
 CIFAR). ``reset_parameters`` re-applies the configured initialisation.
 
+- ``squeezenet``: torchvision's SqueezeNet 1.0 under CRUMB's classifier (``SqueezeNet``), from
+  ImageNet weights (``weights: imagenet``, fetched into the data root) or from scratch.
+
 - ``sdm``: the SDM-MLP of Bricken, Davies, Singh, Krotov & Kreiman (ICLR 2023), sparse distributed
   memory as a one-hidden-layer network (``SDMLP``); its components can be removed one at a time.
 
@@ -20,9 +23,11 @@ keeps its weights non-negative and its neuron addresses on the unit sphere.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 class Net(nn.Module):
@@ -244,7 +249,57 @@ class SDMLP(nn.Module):
         self.constrain()
 
 
-def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module:
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class SqueezeNet(Net):
+    """torchvision's ``squeezenet1_0`` features under CRUMB's classifier: dropout 0.5, a 3x3 conv
+    (padding 1) to the outputs, ReLU, global average pooling (MorganBDT/crumb agents/crumb_net.py;
+    torchvision's own is a 1x1 conv). Inputs (N, 3, H, W) in [0, 1] are resized to ``input_size``
+    (bilinear; the reference resizes every image to 224 x 224) and normalised with ImageNet's mean
+    and std. ``weights``: a ``squeezenet1_0`` state dict (torchvision's ImageNet weights) whose
+    ``features`` are loaded; the classifier always starts afresh, as the reference's for a stream."""
+
+    def __init__(self, n_outputs: int, input_size: int = 224, weights: str | os.PathLike | None = None):
+        from torchvision.models import squeezenet1_0
+
+        super().__init__(squeezenet1_0(weights=None).features, 512, n_outputs)
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, n_outputs, 3, padding=1), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.input_size, self.pretrained = input_size, weights is not None
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        if weights is not None:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            try:
+                self.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
+                                               if k.startswith("features.")})
+            except RuntimeError as err:
+                raise ValueError(f"{weights} does not hold squeezenet1_0's features: {err}") from None
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """The classifier afresh; the features too unless they are pretrained (torchvision's
+        initialisation: Kaiming-uniform kernels, zero biases)."""
+        self.head[1].reset_parameters()
+        if not self.pretrained:
+            for m in self.features.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-2:] != (self.input_size, self.input_size):
+            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return (x - self.mean) / self.std
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.preprocess(x))
+
+
+def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int,
+          data_root: str | os.PathLike | None = None) -> nn.Module:
+    """The network ``spec`` describes; pretrained weights are read from ``data_root``."""
     kind = spec.get("type", "mlp")
     init = {"init": spec.get("init", "torch"), "head_init": spec.get("head_init", "default")}
     if kind == "mlp" and spec.get("capacity"):
@@ -262,6 +317,18 @@ def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int) -> nn.Module
             raise ValueError(f"model.type: a cnn needs image inputs (C, H, W), got shape {tuple(input_shape)}")
         return CNN(tuple(input_shape), list(spec["channels"]), spec["dense"], n_outputs,
                    spec.get("dropout_conv", 0.25), spec.get("dropout_dense", 0.5), **init)
+    if kind == "squeezenet":
+        if len(input_shape) != 3 or input_shape[0] != 3:
+            raise ValueError(f"model.type: squeezenet needs colour images (3, H, W), got shape {tuple(input_shape)}")
+        weights = None
+        if spec.get("weights", "none") == "imagenet":
+            from .data import weights_file
+            if data_root is None:
+                raise ValueError("model.weights: imagenet needs the data root the weights are fetched into")
+            weights = weights_file(data_root, "squeezenet1_0")
+            if not weights.is_file():
+                raise FileNotFoundError(f"{weights} is missing: run `clrepro download squeezenet1_0` first")
+        return SqueezeNet(n_outputs, spec.get("input_size", 224), weights)
     raise ValueError(f"model.type: unknown model {kind!r}")
 
 

@@ -14,7 +14,8 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
   over seeds (and the tasks given, numbered from 1), the same way;
 - ``{{ published.<target_id> }}`` (``.value``, ``.sem``, ``.n``), ``{{ audit.<target_id>.difference
   }}`` (any column of the audit), ``{{ reference.<target_id> }}`` (the authors' code run here, at
-  the commit that made the table);
+  the commit that made the table); ``{{ authors("class", "agem_shared", seeds=[40, 44]) }}``:
+  the authors' code run here on the protocol of one of our methods (its seeds, optionally some);
 - ``{{ seeds }}``: seeds per method in this report; ``{{ seeds_configured }}``: in the experiment
   file; ``{{ runs }}``, ``{{ train_hours }}``: this experiment's runs and their training time.
 
@@ -179,10 +180,20 @@ class Context:
         return _Lookup("reference", lambda t: Values(tuple(main[main.target_id == t].value.astype(float))),
                        set(main.target_id))
 
+    def authors(self, scenario: str, method: str, seeds=None) -> Values:
+        r = self.reference_df
+        if "method" in r:
+            r = r[(r.experiment == self.experiment) & (r.scenario == scenario) & (r.method == method)]
+            r = r[r.seed.isin(seeds)] if seeds is not None else r
+        if "method" not in r or not len(r):
+            raise NoteError(f"no run of the authors' code for {method} ({scenario}) in config/reference_runs.csv")
+        return Values(tuple(r.value.astype(float)))
+
     def variables(self) -> dict:
         train = self.runs_df["train_seconds"] if "train_seconds" in self.runs_df else pd.Series(dtype=float)
         return {"ours": self.ours(), "metric": self.metric, "log": self.log, "published": self.published(),
-                "audit": self.audit(), "reference": self.reference(), "seeds": self.seeds,
+                "audit": self.audit(), "reference": self.reference(), "authors": self.authors,
+                "seeds": self.seeds,
                 "seeds_configured": self.exp.get("_seeds_in_file") or self.seeds,
                 "runs": len(self.runs_df), "train_hours": float(train.sum()) / 3600}
 

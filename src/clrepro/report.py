@@ -143,6 +143,26 @@ def memory_cost_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> 
     return _in_order(pd.DataFrame(rows), order)
 
 
+def reference_runs_table(reference: pd.DataFrame | None, runs: pd.DataFrame, experiment: str,
+                         names: dict[str, str]) -> pd.DataFrame:
+    """The authors' released code, run here on a method of ours (``config/reference_runs.csv`` rows
+    naming this experiment's scenario and method, with or without a published number): each run
+    (code, commit, variant, seed, value, command) beside our runs of that method."""
+    if reference is None or "method" not in reference:
+        return pd.DataFrame()
+    mine = reference[(reference.experiment == experiment) & reference.method.isin(list(names))]
+    rows = []
+    sub = runs[runs.experiment == experiment]
+    for r in mine.itertuples():
+        ours = sub[(sub.scenario == r.scenario) & (sub.method == r.method)].acc
+        code = f"{r.code} {str(r.commit)[:7]}" + (f" ({r.variant})" if pd.notna(r.variant) else "")
+        rows.append({"scenario": r.scenario, "method": names[r.method], "authors' code": code,
+                     "seed": int(r.seed), "value": _num(r.value, 2),
+                     "ours (mean ± SEM, n)": f"{ours.mean():.2f} ± {ours.sem():.2f} ({len(ours)})" if len(ours) else "",
+                     "command": r.command})
+    return pd.DataFrame(rows)
+
+
 def method_log_table(runs: pd.DataFrame, experiment: str) -> pd.DataFrame:
     """What methods record after each task (``Method.task_log``: CLN's units per layer, output
     units, latent dimensions, replay kept by its filter; A-GEM's projections, steps uphill and
@@ -402,6 +422,14 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
                                      "each and its codebook in float32. Peak RAM: the training process's "
                                      "high-water mark, the interpreter, PyTorch and the dataset included. Means "
                                      "over seeds."})
+    authors = reference_runs_table(reference, runs, name, names)
+    if len(authors):
+        tables.append({"title": "The authors' released code, run here", "open": False,
+                       "html": _html(authors, left=("scenario", "method", "authors' code", "command")),
+                       "caption": "Their code unchanged, at the commit named, on the protocol of the method of ours "
+                                  "beside it (config/reference_runs.csv: the machine, date and notes of each run); "
+                                  "its seeds are its own, not ours. Runs that bear on a published number are also "
+                                  "in the audit."})
     grown = method_log_table(runs, name)
     if len(grown):
         tables.append({"title": "Recorded after each task", "open": False,

@@ -308,7 +308,7 @@ def execution(spec: dict, dev: torch.device, precision: str = "auto", adam: str 
         raise ValueError(f"precision: {precision!r} is not one of auto, fp32, bf16")
     if adam not in ADAM_KERNELS:
         raise ValueError(f"adam: {adam!r} is not one of {', '.join(ADAM_KERNELS)}")
-    conv_on_gpu = dev.type == "cuda" and spec["model"].get("type") == "cnn"
+    conv_on_gpu = dev.type == "cuda" and spec["model"].get("type") in ("cnn", "squeezenet")
     if precision == "auto":
         precision = "bf16" if conv_on_gpu else "fp32"
     return {"precision": precision, "channels_last": conv_on_gpu, "adam": adam}
@@ -320,7 +320,8 @@ def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Ben
     memory = torch.channels_last if execution.get("channels_last") else torch.contiguous_format
     bench = build_benchmark(spec).to(dev, memory)
     torch.manual_seed(spec["seeds"]["init"])
-    model = models.build(spec["model"], bench.input_shape, bench.n_outputs).to(dev, memory_format=memory)
+    model = models.build(spec["model"], bench.input_shape, bench.n_outputs, spec["data"]["root"]
+                         ).to(dev, memory_format=memory)
     return bench, model, {"device_type": dev.type, "dtype": torch.bfloat16,
                           "enabled": execution.get("precision") == "bf16"}
 
@@ -353,7 +354,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     prov = provenance.collect(dev, Path(__file__).resolve().parents[2])   # the code that runs now
     # what a checkpoint must have been made with to be resumed: this spec, data and training code
     identity = {"spec_hash": spec["spec_hash"], "training_code": provenance.training_code(),
-                "data": datasets.checksums_of(config.dataset_names(spec), spec["data"]["checksums"])}
+                "data": datasets.checksums_of(config.dataset_names(spec) + config.pretrained_weights(spec["model"]),
+                                              spec["data"]["checksums"])}
     prov.update(training_code=identity["training_code"], data=identity["data"])
     ckpt_dir = Path(checkpoints) if checkpoints else None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, identity)

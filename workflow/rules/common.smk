@@ -67,8 +67,8 @@ def raw_files(dataset):
 
 
 def experiment_files(experiment):
-    """The raw files of every dataset an experiment reads."""
-    return [f for d in clconfig.dataset_names(CFG["_experiments"][experiment]) for f in raw_files(d)]
+    """The raw files of every dataset an experiment reads, and of the pretrained weights it starts from."""
+    return [f for d in clconfig.downloads(CFG["_experiments"][experiment]) for f in raw_files(d)]
 
 
 def status_file(dataset):
@@ -83,7 +83,7 @@ def data_source(dataset):
     mirror = os.environ.get(cldata.MIRROR_ENV) or config["data"]["mirror"]
     if not mirror:
         return "the official mirrors"
-    sub = cldata.DATASETS[dataset][1]
+    sub = {**cldata.DATASETS, **cldata.WEIGHTS}[dataset][1]
     held = [f for f, _ in cldata.resources(dataset, config["data"].get("checksums"))
             if (Path(mirror) / f).is_file() or (Path(mirror) / sub / f).is_file()]
     return json.dumps({"mirror": str(Path(mirror).resolve()), "holds": held})
@@ -140,7 +140,7 @@ def unavailable(experiment, status=dataset_status):
     if not missing:
         return None
     bad = {}
-    for dataset in clconfig.dataset_names(CFG["_experiments"][experiment]):
+    for dataset in clconfig.downloads(CFG["_experiments"][experiment]):
         recorded = status(dataset)
         if recorded is not None and not recorded["ok"]:
             bad[dataset] = recorded["reason"]
@@ -229,7 +229,7 @@ def training_inputs(wildcards):
     run = clconfig.Run(wildcards.experiment, wildcards.scenario, wildcards.method, int(wildcards.seed))
     if is_present(run):
         return []
-    for dataset in clconfig.dataset_names(CFG["_experiments"][wildcards.experiment]):
+    for dataset in clconfig.downloads(CFG["_experiments"][wildcards.experiment]):
         recorded = dataset_status(dataset)
         if not recorded["ok"]:
             raise WorkflowError(f"{result_file(run)} cannot be trained: {dataset}: {recorded['reason']}")

@@ -14,14 +14,18 @@ An image is stored as its indices k (one byte each for 256 blocks) and replayed 
 with the current codebook: g trains on the reconstruction. The codebook learns only through the
 classification loss of g on reconstructed features; there is no reconstruction loss.
 
-Without ImageNet weights the backbone is *base-initialised* (REMIND's and CRUMB's own idea): on the
-first task the whole network learns the task's classes with CE(g(z)) + CE(g(recon(z))) (the
-reference's pretraining loss, direct plus reconstructed, as intended before its commit 627add9
-swapped the flag), then f is frozen. On every later task the current batch trains g and M with
-CE(g(recon(z))) (the reference's stream loss) and a replayed batch of stored indices, as large as
-the current one, adds ``coef`` x its cross-entropy over the classes seen. The buffer is written
-at the end of each task but the last: a ``budget`` of stored feature maps shared by the classes
-seen, floor(budget / classes) each, old classes cut at random (``replay.Buffer``).
+From ImageNet weights (a ``squeezenet`` network, ``weights: imagenet``) f is frozen from the start
+and every batch, the first task's too, trains g and M with CE(g(recon(z))): the reference's stream
+with a stock SqueezeNet and a codebook learnt in the stream (its "vanilla pretrain" ablation, since
+the codebook pretrained on ImageNet is not published). Without them the backbone is
+*base-initialised* (REMIND's and CRUMB's own idea): on the first task the whole network learns the
+task's classes with CE(g(z)) + CE(g(recon(z))) (the reference's pretraining loss, direct plus
+reconstructed, as intended before its commit 627add9 swapped the flag), then f is frozen. On every
+later task the current batch trains g and M with CE(g(recon(z))) (the reference's stream loss) and
+a replayed batch of stored indices, as large as the current one, adds ``coef`` x its cross-entropy
+over the classes seen. The buffer is written at the end of each task but the last: a ``budget`` of
+stored feature maps shared by the classes seen, floor(budget / classes) each, old classes cut at
+random (``replay.Buffer``).
 
 Named choices (hyperparameters):
 - ``cut``: how many modules of the network's ``features`` form f (MLP 784-400-400: 2, the first
@@ -46,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import CNN, MLP
+from ..models import CNN, MLP, SqueezeNet
 from .base import REQUIRED, Batch, cross_entropy
 from .replay import Buffer, Replaying
 
@@ -61,8 +65,9 @@ class CRUMB(Replaying):
 
     def __init__(self, model, bench, hp, seed, drop_last=True):
         super().__init__(model, bench, hp, seed, drop_last)
-        if type(model) not in (MLP, CNN):
-            raise ValueError(f"crumb: cuts the features of an mlp or cnn model, not a {type(model).__name__}")
+        if type(model) not in (MLP, CNN, SqueezeNet):
+            raise ValueError(f"crumb: cuts the features of an mlp, cnn or squeezenet model, not a "
+                             f"{type(model).__name__}")
         if not 1 <= hp["cut"] < len(model.features):
             raise ValueError(f"cut: {hp['cut']} must leave modules on both sides of the cut "
                              f"(the network's features have {len(model.features)})")
@@ -88,6 +93,8 @@ class CRUMB(Replaying):
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """f(x): the feature map at the cut."""
         h = x.flatten(1) if type(self.model) is MLP else x
+        if type(self.model) is SqueezeNet:   # resized and normalised as its own forward does
+            h = self.model.preprocess(x)
         for layer in self.model.features[:self.hp["cut"]]:
             h = layer(h)
         return h
@@ -119,6 +126,8 @@ class CRUMB(Replaying):
 
     # -- hooks -----------------------------------------------------------------------------------
     def prepare(self, task: int) -> None:
+        if task == 0 and isinstance(self.model, SqueezeNet) and self.model.pretrained and not self.frozen:
+            self.freeze()   # the reference's --freeze_feature_extract: f keeps its ImageNet weights
         if task == 0:   # sample_first_batch: the codebook's entries from the values of f's features
             gen = torch.Generator().manual_seed(self.seed_for(0, "codebook"))
             data = self.bench.train[0]
@@ -160,7 +169,7 @@ class CRUMB(Replaying):
                 p.grad.clamp_(-self.hp["clamp"], self.hp["clamp"])
 
     def end_task(self, task: int) -> None:
-        if task == 0:
+        if task == 0 and not self.frozen:
             self.freeze()
         was = self.model.training
         self.model.eval()

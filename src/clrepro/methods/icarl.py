@@ -13,6 +13,8 @@
   ``herding_mean`` as in ``replay.herding``;
 - classification (Alg. 1): nearest mean of exemplars, y* = argmin_y || phi(x) - mu_y || with
   normalised features and class means. Before the first exemplars the network's outputs are used.
+  The features are what the output layer reads (``model.embed``), flattened: a convolutional
+  head's feature map (SqueezeNet's) is one vector per sample.
 """
 from __future__ import annotations
 
@@ -62,7 +64,7 @@ class ICaRL(Replaying):
     def update_means(self) -> None:
         was = self.model.training
         self.model.eval()
-        phi = F.normalize(self.model.embed(self.buffer.x), dim=1)
+        phi = F.normalize(self.model.embed(self.buffer.x).flatten(1), dim=1)
         self.means = torch.full((self.bench.n_outputs, phi.shape[1]), float("nan"), device=phi.device)
         for c in self.buffer.p.unique():
             self.means[c] = F.normalize(phi[self.buffer.p == c].mean(0), dim=0)
@@ -72,7 +74,7 @@ class ICaRL(Replaying):
         """Minus the distance to each class mean (-inf for classes without exemplars)."""
         if self.means is None:
             return self.model(x)
-        phi = F.normalize(self.model.embed(x), dim=1)
+        phi = F.normalize(self.model.embed(x).flatten(1), dim=1)
         return -torch.cdist(phi, self.means.nan_to_num(0.0)).masked_fill(self.means.isnan().any(1), float("inf"))
 
     def state_dict(self) -> dict:

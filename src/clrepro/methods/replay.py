@@ -89,7 +89,8 @@ class Buffer:
         for c in classes:
             rows = torch.nonzero(data.p == c).squeeze(1)
             if self.selection == "herding":
-                phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])) for i in range(0, len(rows), 4096)])
+                phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])).flatten(1)
+                                 for i in range(0, len(rows), 4096)])
                 pick = herding(phi, m, self.unit_mean)
             else:
                 pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
