@@ -54,6 +54,10 @@ def test_data_and_weights_fetched_and_every_method_trained(stream_run):
         crumb = mine[mine.method == "crumb"].iloc[0]
         # 32 one-byte indices per stored map (512 channels at the cut in blocks of 16) + the codebook
         assert crumb.stored > 0 and crumb.memory_bytes == 32 * crumb.stored + 256 * 16 * 4
+    # the published numbers this report does not audit are listed, each with why
+    report = (out / "report.html").read_text()
+    assert "Published numbers not run here" in report and "Toybox, iLab-2M-Light and ImageNet" in report
+    assert "its experiment (split_mnist_vdv19) is not among this report" in report
 
 
 @pytest.mark.parametrize("name,dataset,n", [("crumb_stream_cifar100", "cifar100", 16),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from clrepro import config, notes
 from clrepro.aggregate import read_csv
@@ -119,9 +120,19 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     runs, summary = read_csv(paper / "runs.csv"), read_csv(paper / "summary.csv")
     audits = {p.stem.removesuffix("_audit"): read_csv(p) for p in (paper / "audit").glob("*_audit.csv")}
     checks = {p.stem.removesuffix("_checks"): read_csv(p) for p in (paper / "checks").glob("*_checks.csv")}
+    targets = read_csv(REPO / "config" / "targets.csv")
     page = render(cfg, "paper", summary, runs, audits, {}, {}, read_csv(REPO / "config" / "reference_runs.csv"),
-                  {"split_cifar_si17": "no data (download failed)"}, {"seeds": 5}, checks)
+                  {"split_cifar_si17": "no data (download failed)"}, {"seeds": 5}, checks, targets,
+                  yaml.safe_load((REPO / "config" / "not_run.yaml").read_text()))
     assert page.count("<h3>Qualitative checks</h3>") == len(checks) == 1
+    # every published number is audited by an experiment or listed, with why, as not run here
+    listed = {"crumb_stream": "Toybox, iLab-2M-Light and ImageNet", "split_cifar100_vdv22": "no experiment file yet"}
+    assert "Published numbers not run here" in page and all(why in page for why in listed.values())
+    audited = {e.get("targets", k) for k, e in cfg["_experiments"].items()}
+    assert set(targets.experiment) - audited == set(listed)
+    # the authors' code run on a method of ours without a published number: A-GEM, Class-IL
+    assert "The authors&#39; released code, run here" in page or "The authors' released code, run here" in page
+    assert "21.08" in page and "--agem --seed=40" in page
     n = sum(len(a) for a in audits.values())
     assert f"Of {n} published numbers" in page and page.count("<td id=\"audit-") == n
     assert "Could not run: Split CIFAR-10/100" in page and "no data (download failed)" in page

@@ -170,7 +170,8 @@ def _report(a):
     cfg = _experiments(a)
     report.main(cfg, cfg["preset"], a.summary_csv, a.runs_csv, a.audit, a.figures, a.out, a.simulations,
                 a.reference_runs, command_config=json.loads(a.command_config) if a.command_config else None,
-                unavailable=json.loads(a.unavailable) if a.unavailable else None, check_csvs=a.checks)
+                unavailable=json.loads(a.unavailable) if a.unavailable else None, check_csvs=a.checks,
+                targets_csv=a.targets, not_run_yaml=a.not_run)
 
 
 def _cost(a):
@@ -226,11 +227,11 @@ def main(argv=None) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
 
-    d = sub.add_parser("download", help="fetch and verify a dataset into the data root")
+    d = sub.add_parser("download", help="fetch and verify a dataset or pretrained weights into the data root")
     d.add_argument("dataset")
     d.add_argument("--root", default="data")
     d.add_argument("--mirror", help="local folder with the official files (default: $CLREPRO_DATA_MIRROR)")
-    d.add_argument("--checksums", help="JSON {file: md5} replacing the official checksums")
+    d.add_argument("--checksums", help="JSON {file: md5 or sha256:<prefix>} replacing the official checksums")
     d.add_argument("--status", help="write {ok, reason} here and succeed even when the data cannot be had "
                                     "(the workflow's download checkpoint)")
     d.add_argument("--log", help="write what the command prints here; only a failure's message goes to stderr")
@@ -327,6 +328,8 @@ def main(argv=None) -> None:
     r.add_argument("--methods", help="JSON {experiment: [method keys]}: the subset the workflow ran (config methods)")
     r.add_argument("--seeds", help="JSON count or {experiment: count}: the seeds the workflow ran (config seeds)")
     r.add_argument("--reference-runs", help="config/reference_runs.csv: the authors' code, run here (for the notes)")
+    r.add_argument("--targets", help="config/targets.csv: its numbers that no experiment here audits are listed")
+    r.add_argument("--not-run", help="config/not_run.yaml: why those numbers are not run")
     r.add_argument("--command-config", help="JSON: the --config overrides of the workflow's command (shown)")
     r.add_argument("--unavailable", help="JSON {experiment: reason}: the experiments (or runs) that could not "
                                          "run, e.g. for want of their data")

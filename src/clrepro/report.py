@@ -509,14 +509,38 @@ def reproduce_command(preset: str, overrides: dict | None) -> str:
     return "snakemake --cores all" + (" --config " + " ".join(map(shlex.quote, items)) if items else "")
 
 
+def not_run_here(config: dict, targets: pd.DataFrame | None, reasons: dict[str, str] | None) -> list[dict]:
+    """The published numbers no experiment of this report audits, by their ``targets.csv`` key: the
+    paper, the datasets, how many, and why (``config/not_run.yaml``; an experiment file that holds
+    the key but is not among this report's says so)."""
+    if targets is None:
+        return []
+    audited = {exp.get("targets", name) for name, exp in config["_experiments"].items()}
+    files = {}
+    for path in sorted(Path(config["_config_file"]).parent.glob("experiments/*.yaml")):
+        key = (_load_yaml(path) or {}).get("targets")
+        files.setdefault(key, path.stem)
+    out = []
+    for key, rows in targets[~targets.experiment.isin(audited)].groupby("experiment", sort=False):
+        if key in files:
+            why = f"its experiment ({files[key]}) is not among this report's (--config experiments=...)"
+        else:
+            why = (reasons or {}).get(key, "no experiment here runs it")
+        out.append({"key": key, "paper": "; ".join(rows.paper.unique()), "n": len(rows),
+                    "datasets": ", ".join(map(str, rows.dataset.unique())), "why": why})
+    return out
+
+
 def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
            audits: dict[str, pd.DataFrame], figures: dict[str, list[Path]],
            simulations: dict[str, dict[str, dict]] | None = None, reference: pd.DataFrame | None = None,
            unavailable: dict[str, str] | None = None, command_config: dict | None = None,
-           checks: dict[str, pd.DataFrame] | None = None) -> str:
+           checks: dict[str, pd.DataFrame] | None = None, targets: pd.DataFrame | None = None,
+           not_run: dict[str, str] | None = None) -> str:
     """The page. ``unavailable``: {experiment: why it could not run}; ``command_config``: the
     ``--config`` overrides of the command that made it; ``checks``: {experiment: its qualitative
-    checks}."""
+    checks}; ``targets`` and ``not_run`` (config/not_run.yaml): the published numbers that no
+    experiment of this report audits, and why."""
     unavailable = unavailable or {}
     experiments = [experiment_view(name, exp, config, preset, summary, runs, audits.get(name), figures.get(name, []),
                                    reference, unavailable.get(name), (checks or {}).get(name))
@@ -533,6 +557,7 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     return TEMPLATES.get_template("report.html.j2").render(
         css=Markup(CSS), preset=preset, now=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_runs=len(runs), experiments=experiments, simulations=sims, count_keys=COUNT_KEYS,
+        not_run_here=not_run_here(config, targets, not_run),
         overall={"counts": total, "sentence": sentence, "disagreements": disagreements},
         command=reproduce_command(preset, command_config), reruns=Markup(rerun_section(runs)),
         provenance=Markup(provenance_section(runs)))
@@ -540,7 +565,7 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
 
 def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, out,
          simulation_records=(), reference_csv=None, unavailable: dict[str, str] | None = None,
-         command_config: dict | None = None, check_csvs=()) -> None:
+         command_config: dict | None = None, check_csvs=(), targets_csv=None, not_run_yaml=None) -> None:
     """``simulation_records``: ``.../<simulation>/<panel>.json``; a simulation's figures are
     ``.../<simulation>/<kind>.png``; ``check_csvs``: ``.../<experiment>_checks.csv``."""
     audits = {Path(p).stem.removesuffix("_audit"): read_csv(p) for p in audit_csvs}
@@ -557,6 +582,7 @@ def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, 
         simulations.setdefault(p.parent.name, {})[p.stem] = json.loads(p.read_text())
     reference = read_csv(reference_csv) if reference_csv else None
     page = render(config, preset, read_csv(summary_csv), read_csv(runs_csv), audits, figures, simulations,
-                  reference, unavailable, command_config, checks)
+                  reference, unavailable, command_config, checks, read_csv(targets_csv) if targets_csv else None,
+                  _load_yaml(Path(not_run_yaml)) if not_run_yaml else None)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

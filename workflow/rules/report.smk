@@ -17,6 +17,8 @@ rule report:
         simulations=SIMULATION_RECORDS,
         notes=[p for p in map(notes_file, EXPERIMENTS + list(SIMULATIONS)) if Path(p).exists()],
         reference_runs=REFERENCE_RUNS,
+        targets=TARGETS,
+        not_run="config/not_run.yaml",
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
     params:
@@ -28,5 +30,6 @@ rule report:
         "clrepro report --config {RESOLVED} --summary-csv {input.summary:q} "
         "--runs-csv {input.runs:q} --audit {input.audits:q} --checks {input.checks:q} --figures {input.figures:q} {input.simulation_plots:q} "
         "--simulations {input.simulations:q} --reference-runs {input.reference_runs:q} "
+        "--targets {input.targets:q} --not-run {input.not_run:q} "
         f"--command-config {COMMAND_CONFIG} --unavailable {{params.unavailable:q}} --out {{output:q}} "
         "> {log:q} 2>&1"
