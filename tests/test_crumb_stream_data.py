@@ -14,8 +14,9 @@ import torch
 from core50_format import ARCHIVE, write_core50
 from PIL import Image
 
-from clrepro import data, methods, models
-from clrepro.scenarios import Task, Benchmark
+from clrepro import data, methods, models, scenarios
+from clrepro.methods.base import Sampler
+from clrepro.scenarios import Benchmark, Task
 
 OFFICIAL = "squeezenet1_0-b66bff10.pth"
 
@@ -132,6 +133,33 @@ def test_core50_frames_sessions_and_labels_as_the_crumb_reference_samples_them(t
     assert train.x.shape == (2 * 4 * 2, 3, 128, 128) and test.x.shape == (3 * 4 * 2, 3, 128, 128)
     assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1
     assert train.y.tolist() == [0, 0, 0, 0, 1, 1, 9, 9] * 2          # o1, o5 -> 0; o6 -> 1; o50 -> 9
+    assert train.clips.tolist() == [c for s in (1, 11) for o in (1, 5, 6, 50) for c in (100 * s + o,) * 2]
     with zipfile.ZipFile(root / "CORe50" / ARCHIVE) as z:
         first = np.array(Image.open(z.open("core50_128x128/s1/o1/C_01_01_010.png")))
     assert torch.equal(train.x[0], torch.from_numpy(first).permute(2, 0, 1) / 255.0)
+
+
+def test_class_instance_streams_whole_clips_in_temporal_order():
+    # 2 classes x 3 clips x 4 frames; a frame's value is its position in its clip
+    clips = torch.arange(6).repeat_interleave(4)
+    frames = torch.arange(4).repeat(6).float()
+    ds = data.TensorDataset(frames[:, None].repeat(1, 4), clips // 3, clips)
+    with pytest.raises(ValueError, match="class_instance needs a dataset of video clips"):
+        scenarios.split(data.TensorDataset(ds.x, ds.y), ds, "class", [[0, 1]], ordering="class_instance")
+    bench = scenarios.split(ds, ds, "class", [[0, 1]], ordering="class_instance")
+    orders = []
+    for seed in (0, 0, 1):
+        sampler = Sampler(bench, [0], 0, seed)
+        rows = torch.cat([sampler.indices(4) for _ in range(12)])     # two passes of 24 samples
+        for epoch in rows.split(24):
+            assert sorted(epoch.tolist()) == list(range(24))          # every frame once a pass
+            seen = clips[epoch]
+            for c in range(6):                                        # a clip: consecutive, frames in order
+                at = torch.nonzero(seen == c).squeeze(1)
+                assert at.tolist() == list(range(at[0], at[0] + 4))
+                assert frames[epoch[at]].tolist() == [0, 1, 2, 3]
+        orders.append(clips[rows].unique_consecutive().tolist())
+    assert orders[0] == orders[1] and orders[0] != orders[2]           # fixed by the seed
+    assert orders[0][:6] != orders[0][6:]                              # a new clip order each pass
+    iid = Sampler(scenarios.split(ds, ds, "class", [[0, 1]]), [0], 0, 0).indices(24)
+    assert len(clips[iid].unique_consecutive()) > 6                    # class-iid: frames shuffled

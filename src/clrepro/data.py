@@ -69,13 +69,16 @@ class ChecksumError(RuntimeError):
 
 @dataclass(frozen=True)
 class TensorDataset:
-    """Inputs as float tensors in [0, 1] (N, ...) and integer labels (N,), on one device."""
+    """Inputs as float tensors in [0, 1] (N, ...) and integer labels (N,), on one device; for a
+    dataset of videos, ``clips`` (N,) names each sample's clip, whose frames are consecutive rows
+    in temporal order."""
 
     x: torch.Tensor
     y: torch.Tensor
+    clips: torch.Tensor | None = None
 
     def to(self, device) -> "TensorDataset":
-        return TensorDataset(self.x.to(device), self.y.to(device))
+        return TensorDataset(self.x.to(device), self.y.to(device), None if self.clips is None else self.clips.to(device))
 
 
 def _lookup(name: str):
@@ -330,7 +333,7 @@ _CORE50_FRAME = re.compile(r"core50_128x128/s(\d+)/o(\d+)/C_(\d+)_(\d+)_(\d+)\.p
 
 def _load_core50(archive: Path, train: bool) -> TensorDataset:
     """The split's sampled frames, in (session, object, frame) order: x (N, 3, 128, 128) in [0, 1],
-    y the category 0-9."""
+    y the category 0-9, clips 100 x session + object."""
     import numpy as np
     from PIL import Image
 
@@ -349,7 +352,8 @@ def _load_core50(archive: Path, train: bool) -> TensorDataset:
         picked.sort()
         images = np.stack([np.asarray(Image.open(io.BytesIO(z.read(name))).convert("RGB")) for *_, name in picked])
     x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(torch.float32).div_(255.0)
-    return TensorDataset(x, torch.tensor([(obj - 1) // 5 for _, obj, _, _ in picked], dtype=torch.long))
+    return TensorDataset(x, torch.tensor([(obj - 1) // 5 for _, obj, _, _ in picked], dtype=torch.long),
+                         torch.tensor([100 * session + obj for session, obj, _, _ in picked], dtype=torch.long))
 
 
 def _require(folder: Path, files, name: str) -> None:

@@ -38,6 +38,7 @@ class Task:
     x: torch.Tensor               # (N, D) inputs; shared between tasks of a permuted benchmark
     p: torch.Tensor               # (N,) global labels
     perm: torch.Tensor | None = None
+    clips: torch.Tensor | None = None   # (N,) a video dataset's clip of each sample (TensorDataset)
 
     def __len__(self) -> int:
         return len(self.p)
@@ -56,7 +57,8 @@ class Task:
             x = self.x.to(device)
             moved[id(self.x)] = x.contiguous(memory_format=memory_format) if x.dim() == 4 else x
         perm = None if self.perm is None else self.perm.to(device)
-        return Task(moved[id(self.x)], self.p.to(device), perm)
+        clips = None if self.clips is None else self.clips.to(device)
+        return Task(moved[id(self.x)], self.p.to(device), perm, clips)
 
 
 @dataclass
@@ -120,10 +122,22 @@ def class_order(tasks: list[list[int]], seed: int | None) -> list[int]:
     return [flat[i] for i in np.random.default_rng(seed).permutation(len(flat))]
 
 
+ORDERINGS = ("class_iid", "class_instance")
+
+
 def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[list[int]],
-          order_seed: int | None = None, name: str = "split", all_outputs: bool = False) -> Benchmark:
-    """Split benchmark: task ``t`` holds the classes ``order[k*t : k*t+k]`` (e.g. 0/1, 2/3, ...)."""
+          order_seed: int | None = None, name: str = "split", all_outputs: bool = False,
+          ordering: str = "class_iid") -> Benchmark:
+    """Split benchmark: task ``t`` holds the classes ``order[k*t : k*t+k]`` (e.g. 0/1, 2/3, ...).
+
+    ``ordering`` (the stream orders of Stojanov et al. 2019 that CRUMB runs): ``class_iid``, a
+    task's samples shuffled; ``class_instance``, a task's video clips shuffled, each clip's frames
+    in temporal order (a dataset with ``clips``; ``methods.base.Sampler`` draws them so)."""
     _check_scenario(scenario)
+    if ordering not in ORDERINGS:
+        raise ValueError(f"benchmark.ordering: unknown {ordering!r} (one of {', '.join(ORDERINGS)})")
+    if ordering == "class_instance" and train.clips is None:
+        raise ValueError("benchmark.ordering: class_instance needs a dataset of video clips (core50)")
     sizes = {len(g) for g in tasks}
     if len(sizes) != 1:
         raise ValueError(f"all tasks need the same number of classes, got {tasks}")
@@ -138,14 +152,15 @@ def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[
         out = []
         for t in range(len(tasks)):
             rows = torch.nonzero((p_all >= k * t) & (p_all < k * t + k)).squeeze(1)
-            out.append(Task(ds.x[rows].contiguous(), p_all[rows].contiguous()))
+            out.append(Task(ds.x[rows].contiguous(), p_all[rows].contiguous(),
+                            clips=None if ds.clips is None else ds.clips[rows]))
         return out
 
     groups = [order[k * t:k * t + k] for t in range(len(tasks))]
     if all_outputs and scenario != "class":
         raise ValueError(f"benchmark.outputs: 'all' applies to the class scenario, not {scenario!r}")
-    return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]),
-                     {"class_order": order, "task_classes": groups}, all_outputs)
+    meta = {"class_order": order, "task_classes": groups} | ({"ordering": ordering} if ordering != "class_iid" else {})
+    return Benchmark(name, scenario, k, make(train), make(test), tuple(train.x.shape[1:]), meta, all_outputs)
 
 
 def permutations(n_tasks: int, dim: int, seed: int, first_identity: bool = True) -> list[torch.Tensor]:

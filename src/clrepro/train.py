@@ -46,8 +46,8 @@ def load_datasets(spec: dict) -> tuple[datasets.TensorDataset, datasets.TensorDa
         offset += int(max(train.y.max(), test.y.max())) + 1
     if len(parts) == 1:
         x, y, xt, yt = parts[0]
-    else:
-        x, y, xt, yt = (torch.cat(column) for column in zip(*parts))
+        return datasets.TensorDataset(x, y, train.clips), datasets.TensorDataset(xt, yt, test.clips)
+    x, y, xt, yt = (torch.cat(column) for column in zip(*parts))
     return datasets.TensorDataset(x, y), datasets.TensorDataset(xt, yt)
 
 
@@ -58,7 +58,8 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
         train = _subset(train, spec["train_subset"], spec["seeds"]["data"])
     if bench["type"] == "split":
         return scenarios.split(train, test, spec["scenario"], bench["tasks"], spec["seeds"]["order"],
-                               name=spec["experiment"], all_outputs=bench.get("outputs") == "all")
+                               name=spec["experiment"], all_outputs=bench.get("outputs") == "all",
+                               ordering=bench.get("ordering", "class_iid"))
     if bench["type"] == "permuted":
         return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
                                   first_identity=not bench.get("permute_first", False), name=spec["experiment"],
@@ -76,7 +77,7 @@ def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.
         rows = torch.nonzero(ds.y == c).squeeze(1)
         keep.append(rows[torch.randperm(len(rows), generator=g)[: max(1, int(len(rows) * fraction))]])
     keep = torch.cat(keep).sort().values
-    return datasets.TensorDataset(ds.x[keep], ds.y[keep])
+    return datasets.TensorDataset(ds.x[keep], ds.y[keep], None if ds.clips is None else ds.clips[keep])
 
 
 @torch.inference_mode()

@@ -54,7 +54,8 @@ class Sampler:
     ``DataLoader(shuffle=True, drop_last=drop_last)`` rebuilt when exhausted), as index tensors on
     the data's device. Its generator is seeded per task, so a resumed run draws the same batches.
     With ``drop_last`` off, an epoch ends with the partial batch of the remaining samples (as
-    Keras' ``fit`` does)."""
+    Keras' ``fit`` does). A ``class_instance`` benchmark shuffles whole video clips instead,
+    each clip's frames in temporal order."""
 
     def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int, drop_last: bool = True):
         self.bench, self.tasks, self.upto, self.drop_last = bench, tasks, upto, drop_last
@@ -64,6 +65,17 @@ class Sampler:
         self.offsets = torch.tensor([0] + self.sizes).cumsum(0)
         self.order = torch.empty(0, dtype=torch.long)
         self.pos = 0
+        self.clips = None   # class_instance: each sample's clip, as an index 0..clips-1
+        if bench.meta.get("ordering") == "class_instance":
+            self.clips = torch.unique(torch.cat([bench.train[t].clips.cpu() for t in tasks]), return_inverse=True)[1]
+
+    def epoch(self) -> torch.Tensor:
+        """The order of one pass: a permutation of the samples, or of the clips (a stable sort by
+        each clip's drawn rank keeps its frames in order)."""
+        if self.clips is None:
+            return torch.randperm(self.size, generator=self.gen)
+        rank = torch.randperm(int(self.clips.max()) + 1, generator=self.gen)
+        return torch.sort(rank[self.clips], stable=True).indices
 
     def state_dict(self) -> dict:
         return {"gen": self.gen.get_state(), "order": self.order, "pos": self.pos}
@@ -76,7 +88,7 @@ class Sampler:
         if n > self.size:
             raise ValueError(f"batch size {n} exceeds the {self.size} training samples available")
         if self.pos >= len(self.order) or (self.drop_last and self.pos + n > len(self.order)):
-            self.order, self.pos = torch.randperm(self.size, generator=self.gen), 0
+            self.order, self.pos = self.epoch(), 0
         idx = self.order[self.pos:self.pos + n]
         self.pos += len(idx)
         return idx
