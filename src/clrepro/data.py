@@ -78,7 +78,8 @@ class TensorDataset:
     clips: torch.Tensor | None = None
 
     def to(self, device) -> "TensorDataset":
-        return TensorDataset(self.x.to(device), self.y.to(device), None if self.clips is None else self.clips.to(device))
+        clips = None if self.clips is None else self.clips.to(device)
+        return TensorDataset(self.x.to(device), self.y.to(device), clips)
 
 
 def _lookup(name: str):
