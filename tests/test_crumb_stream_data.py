@@ -80,7 +80,7 @@ def test_squeezenet_loads_the_features_and_starts_its_classifier_afresh(tmp_path
     x = torch.rand(2, 3, 32, 32)
     resized = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False)
     mean, std = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
-    assert torch.allclose(net.preprocess(x), (resized - mean) / std)
+    assert torch.allclose(net.stem(x), (resized - mean) / std)
     assert net.embed(x).shape == (2, 512, 3, 3)
     net.eval()
     assert net(x).shape == (2, 7) and (net(x) >= 0).all()      # ReLU then average pooling: logits >= 0

@@ -61,7 +61,11 @@ class Net(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The features the output layer reads."""
-        return self.features(x)
+        return self.features(self.stem(x))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The inputs as ``features`` takes them (an MLP's flattened; SqueezeNet's resized)."""
+        return x
 
     def constrain(self) -> None:
         """Re-impose constraints on the parameters after an optimiser step (none here)."""
@@ -75,8 +79,8 @@ class MLP(Net):
             layers += [nn.Linear(a, b), nn.ReLU()]
         super().__init__(nn.Sequential(*layers), dims[-1], n_outputs, **init)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x.flatten(1))
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
 
 
 class GrowingMLP(MLP):
@@ -288,13 +292,10 @@ class SqueezeNet(Net):
                     nn.init.kaiming_uniform_(m.weight)
                     nn.init.zeros_(m.bias)
 
-    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (self.input_size, self.input_size):
             x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         return (x - self.mean) / self.std
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(self.preprocess(x))
 
 
 def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int,

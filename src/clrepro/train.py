@@ -500,7 +500,7 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         "steps_per_task": steps,
         **({"method_log": method_log} if any(method_log) else {}),
         **({"continual_eval": probe.result(steps)} if probe else {}),
-        **({"memory": method.memory()} if method.memory() else {}),
+        **({"memory": held} if (held := method.memory()) else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # this process's high-water mark
         "resumed": bool(resumed),
         "provenance": prov,

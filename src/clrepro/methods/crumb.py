@@ -92,9 +92,7 @@ class CRUMB(Replaying):
     # -- the cut network -------------------------------------------------------------------------
     def extract(self, x: torch.Tensor) -> torch.Tensor:
         """f(x): the feature map at the cut."""
-        h = x.flatten(1) if type(self.model) is MLP else x
-        if type(self.model) is SqueezeNet:   # resized and normalised as its own forward does
-            h = self.model.preprocess(x)
+        h = self.model.stem(x)
         for layer in self.model.features[:self.hp["cut"]]:
             h = layer(h)
         return h

@@ -59,7 +59,7 @@ class XdG(Method):
     def embed(self, x: torch.Tensor, task: int) -> torch.Tensor:
         """The features the output layer reads, with task ``task``'s gates on."""
         gates = iter(self.masks[task])
-        h = x.flatten(1) if type(self.model) is MLP else x
+        h = self.model.stem(x)
         for layer in self.model.features:
             if not isinstance(layer, nn.Linear):
                 h = layer(h)
