@@ -105,6 +105,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "SGD's weight decay, epochs_first_task and record the memory a method holds and the peak "
                         "RAM. `clrepro bit-identity --against 9bdab10`: 101 tiny runs, bit-identical (the CRUMB "
                         "experiment's runs are new)",
+    "869d889ea017eef1": "the training code of 9e34d2e (split MNIST seeds 6-7); the next versions add SqueezeNet "
+                        "from pretrained weights, CORe50 and its class-instance ordering, and Net.stem. `clrepro "
+                        "bit-identity --against 9e34d2e`: 108 tiny runs, every method and scenario of the MNIST "
+                        "experiments, stopped and resumed, gave the same R, losses, untrained accuracies and method "
+                        "logs, bit for bit",
 }
 
 
