@@ -16,6 +16,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
+from . import audit as audit_mod
 from . import notes as notes_mod
 from .aggregate import read_csv
 from .atomic import atomic_path
@@ -542,6 +543,12 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     checks}; ``targets`` and ``not_run`` (config/not_run.yaml): the published numbers that no
     experiment of this report audits, and why."""
     unavailable = unavailable or {}
+    audits = dict(audits)
+    for name in unavailable:   # nothing of ours: its published numbers are all "not run"
+        exp = config["_experiments"][name]
+        if name not in audits and targets is not None:
+            audits[name] = audit_mod.audit(summary.iloc[0:0], targets, exp.get("targets", name), name, preset,
+                                           mapping=exp.get("audit_map"), reference=reference)
     experiments = [experiment_view(name, exp, config, preset, summary, runs, audits.get(name), figures.get(name, []),
                                    reference, unavailable.get(name), (checks or {}).get(name))
                    for name, exp in config["_experiments"].items()]
