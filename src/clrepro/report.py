@@ -519,7 +519,7 @@ def not_run_here(config: dict, targets: pd.DataFrame | None, reasons: dict[str, 
     audited = {exp.get("targets", name) for name, exp in config["_experiments"].items()}
     files = {}
     for path in sorted(Path(config["_config_file"]).parent.glob("experiments/*.yaml")):
-        key = (_load_yaml(path) or {}).get("targets")
+        key = (_load_yaml(path) or {}).get("targets", path.stem)
         files.setdefault(key, path.stem)
     out = []
     for key, rows in targets[~targets.experiment.isin(audited)].groupby("experiment", sort=False):
