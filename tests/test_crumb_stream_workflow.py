@@ -7,10 +7,9 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
 from core50_format import write_core50
 from test_crumb_stream_data import OFFICIAL, stand_in
-from workflow_helpers import REPO, snakemake
+from workflow_helpers import run_experiments
 
 pytestmark = pytest.mark.slow
 TEST_PRESETS = {"crumb_stream_cifar100": {"benchmark": {"tasks": [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]}},
@@ -24,22 +23,12 @@ def stream_run(tiny_cifar, tmp_path_factory):
     shutil.copytree(tiny_cifar[0], mirror)
     _, weights_checksum, _ = stand_in(mirror)
     core50 = write_core50(mirror)
-    shutil.copytree(REPO / "config", work / "config")
-    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
     cifar100 = {f: md5 for f, md5 in tiny_cifar[1].items() if "100" in f}
-    cfg.update(preset="test", experiments=list(TEST_PRESETS), simulations=[], device="cpu",
-               data={"root": "data", "mirror": str(mirror), "checksums": {**cifar100, **core50, **weights_checksum}})
-    cfg["presets"]["test"] = {"seeds": 1, "train_subset": None}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    for name, preset in TEST_PRESETS.items():
-        path = work / "config" / "experiments" / f"{name}.yaml"
-        exp = yaml.safe_load(path.read_text())
-        exp["presets"]["test"] = {"batch_size": 8, "epochs_first_task": 2, **preset,
-                                  "model": {"type": "squeezenet", "weights": "imagenet", "input_size": 32}}
-        path.write_text(yaml.safe_dump(exp, sort_keys=False))
-    proc = snakemake(work, "--cores", "2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return work / "reports" / "test", work
+    small = {"batch_size": 8, "epochs_first_task": 2,
+             "model": {"type": "squeezenet", "weights": "imagenet", "input_size": 32}}
+    out = run_experiments(work, mirror, {**cifar100, **core50, **weights_checksum},
+                          {name: ({**small, **preset}, None) for name, preset in TEST_PRESETS.items()}, seeds=1)
+    return out, work
 
 
 def test_data_and_weights_fetched_and_every_method_trained(stream_run):

@@ -7,8 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
-import yaml
-from workflow_helpers import REPO, snakemake
+from workflow_helpers import run_experiments
 
 pytestmark = pytest.mark.slow
 
@@ -34,21 +33,8 @@ def si17_run(tiny_mnist, tiny_cifar, tmp_path_factory):
     mirror = work / "mirror"
     shutil.copytree(tiny_mnist[0], mirror)
     shutil.copytree(tiny_cifar[0], mirror, dirs_exist_ok=True)
-    shutil.copytree(REPO / "config", work / "config")
-    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
-    cfg.update(preset="test", experiments=list(EXPERIMENTS), simulations=[], device="cpu",
-               data={"root": "data", "mirror": str(mirror), "checksums": {**tiny_mnist[1], **tiny_cifar[1]}})
-    cfg["presets"]["test"] = {"seeds": 2, "train_subset": None}
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    for name, (preset, methods) in EXPERIMENTS.items():
-        path = work / "config" / "experiments" / f"{name}.yaml"
-        exp = yaml.safe_load(path.read_text())
-        exp["presets"]["test"] = preset
-        exp["methods"] = {k: v for k, v in exp["methods"].items() if k in methods}
-        path.write_text(yaml.safe_dump(exp, sort_keys=False))
-    proc = snakemake(work, "--cores", "2")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return work / "reports" / "test", work
+    out = run_experiments(work, mirror, {**tiny_mnist[1], **tiny_cifar[1]}, EXPERIMENTS, seeds=2)
+    return out, work
 
 
 def test_cifar_archives_fetched_verified_and_every_run_done(si17_run):

@@ -64,3 +64,25 @@ def make_workdir(work: Path, tiny_mnist, preset: dict, *, methods: list[str] | N
             exp["scenarios"] = scenarios
         path.write_text(yaml.safe_dump(exp, sort_keys=False))
     return work
+
+
+def run_experiments(work: Path, mirror: Path, checksums: dict, experiments: dict, seeds: int) -> Path:
+    """``work/config`` = the repository's config running only ``experiments`` ({name: (its "test"
+    preset, the methods kept or None for all)}) with ``seeds`` seeds each, on the mirror folder
+    with its ``checksums``, on the CPU; then the whole DAG. Returns ``work/reports/test``."""
+    shutil.copytree(REPO / "config", work / "config")
+    cfg = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    cfg.update(preset="test", experiments=list(experiments), simulations=[], device="cpu",
+               data={"root": "data", "mirror": str(mirror), "checksums": checksums})
+    cfg["presets"]["test"] = {"seeds": seeds, "train_subset": None}
+    (work / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    for name, (preset, methods) in experiments.items():
+        path = work / "config" / "experiments" / f"{name}.yaml"
+        exp = yaml.safe_load(path.read_text())
+        exp["presets"]["test"] = preset
+        if methods is not None:
+            exp["methods"] = {k: v for k, v in exp["methods"].items() if k in methods}
+        path.write_text(yaml.safe_dump(exp, sort_keys=False))
+    proc = snakemake(work, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return work / "reports" / "test"

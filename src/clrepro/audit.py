@@ -59,6 +59,12 @@ COLUMNS = ["target_id", "scenario", "method", "label", "our_scenario", "metric",
            "reference_code", "reference_code_runs", "source", "provenance", "paper"]
 
 
+def code_version(run) -> str:
+    """A reference run's code, as "GMvandeVen/continual-learning 86802a8" (", <variant>" when it has one)."""
+    variant = "" if pd.isna(run.variant) else f", {run.variant}"
+    return f"{run.code} {str(run.commit)[:7]}{variant}"
+
+
 def reference_code(runs: pd.DataFrame | None, target_id: str) -> tuple[float | None, str]:
     """The mean of the reference-code runs bearing on ``target_id`` and each run, named by its
     code, commit and seed (e.g. "24.83 (GMvandeVen/continual-learning 86802a8, seed 1)")."""
@@ -68,8 +74,7 @@ def reference_code(runs: pd.DataFrame | None, target_id: str) -> tuple[float | N
     if not len(mine):
         return None, ""
     variant = mine.variant.fillna("").astype(str)
-    listed = "; ".join(f"{r.value:.2f} ({r.code} {str(r.commit)[:7]}{f', {v}' if v else ''}, seed {r.seed})"
-                       for r, v in zip(mine.itertuples(), variant))
+    listed = "; ".join(f"{r.value:.2f} ({code_version(r)}, seed {r.seed})" for r in mine.itertuples())
     main = mine[variant == ""]
     return (float(main.value.mean()) if len(main) else None), listed
 

@@ -156,8 +156,7 @@ def reference_runs_table(reference: pd.DataFrame | None, runs: pd.DataFrame, exp
     sub = runs[runs.experiment == experiment]
     for r in mine.itertuples():
         ours = sub[(sub.scenario == r.scenario) & (sub.method == r.method)].acc
-        code = f"{r.code} {str(r.commit)[:7]}" + (f" ({r.variant})" if pd.notna(r.variant) else "")
-        rows.append({"scenario": r.scenario, "method": names[r.method], "authors' code": code,
+        rows.append({"scenario": r.scenario, "method": names[r.method], "authors' code": audit_mod.code_version(r),
                      "seed": int(r.seed), "value": _num(r.value, 2),
                      "ours (mean ± SEM, n)": f"{ours.mean():.2f} ± {ours.sem():.2f} ({len(ours)})" if len(ours) else "",
                      "command": r.command})
