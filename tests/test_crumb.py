@@ -1,6 +1,7 @@
 """CRUMB (Talbot et al., arXiv:2104.02206): a feature chunk is encoded as its most similar memory
 block, a stored index decodes to exactly that block, replay trains the top and the codebook but
 never the frozen extractor, and the memory it holds is counted in bytes."""
+import copy
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ from clrepro import methods, models
 def _crumb(bench, model=None, **hp):
     cls, hp = methods.expand("crumb", {"method": "crumb", "budget": 12, "block_length": 4, "blocks": 6} | hp,
                              bench.scenario)
+    torch.manual_seed(0)   # a network whose units all respond to the toy data
     model = model or models.build({"type": "mlp", "hidden": [8, 6]}, bench.input_shape, bench.n_outputs)
     return cls(model, bench, hp, seed=0), model
 
@@ -70,7 +72,7 @@ def test_replay_trains_the_top_and_the_codebook_never_the_frozen_extractor(toy_b
     f = model.features[0].weight.detach().clone()
     m.begin_task(1)
     batches = m.train_batches(16)
-    assert m.n_current == 1 and len(batches) == 2                  # the current batch, then the replayed one
+    assert [b.x.is_floating_point() for b in batches] == [True, False]   # the current batch, then stored indices
     outputs = m.forward(batches)
     replay_only = m.hp["coef"] * F.cross_entropy(outputs[1][0][:, batches[1].lo:batches[1].hi], batches[1].y)
     opt.zero_grad(set_to_none=False)
@@ -88,6 +90,47 @@ def test_replay_trains_the_top_and_the_codebook_never_the_frozen_extractor(toy_b
         m.after_backward()
         opt.step()
     assert torch.equal(model.features[0].weight, f)
+
+
+def test_the_separate_replay_step_is_a_second_step_through_the_parameters_the_first_left(toy_bench):
+    bench = toy_bench("class")
+    ours, model = _crumb(bench, replay_step="separate")
+    summed, _ = _crumb(bench)
+    for m in (ours, summed):
+        m.begin_task(0)
+        m.prepare(0)
+        m.end_task(0)
+        m.begin_task(1)
+    batches = ours.train_batches(16)
+    current, stored = batches
+    assert summed.step_groups(batches) == [batches] and ours.step_groups(batches) == [[current], [stored]]
+    assert ours.step_groups([current]) == [[current]]                    # nothing stored yet: one step
+
+    def ce(net, x, b):
+        return F.cross_entropy(net(x)[:, b.lo:b.hi], b.y)
+
+    # by hand on a copy, with SGD: CE of the current batch's reconstruction, then coef x CE of the
+    # stored indices' reconstruction by the codebook the first step left; every gradient clamped
+    twin = copy.deepcopy(model)
+    twin_m, _ = _crumb(bench, twin, replay_step="separate")       # registers a codebook of its own
+    twin.load_state_dict(model.state_dict())
+    hand = torch.optim.SGD(twin.parameters(), lr=0.5)
+    for loss in (lambda: ce(twin_m.top, twin_m.decode(twin_m.encode(twin_m.extract(current.x))), current),
+                 lambda: ours.hp["coef"] * ce(twin_m.top, twin_m.decode(stored.x), stored)):
+        hand.zero_grad()
+        loss().backward()
+        for p in twin.parameters():
+            if p.grad is not None:
+                p.grad.clamp_(-10.0, 10.0)
+        hand.step()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for group in ours.step_groups(batches):                             # the training loop's steps
+        opt.zero_grad()
+        ours.loss(ours.forward(group), group).backward()
+        ours.after_backward()
+        opt.step()
+    for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
 
 
 def test_the_memory_held_is_counted_in_bytes(toy_bench):
@@ -110,3 +153,11 @@ def test_bad_settings_name_the_key(toy_bench):
         _crumb(bench, scores="mem")
     with pytest.raises(ValueError, match="budget"):
         methods.expand("crumb", {"method": "crumb"}, "class")
+    with pytest.raises(ValueError, match="replay_step: unknown 'twice'"):
+        _crumb(bench, replay_step="twice")
+
+
+def test_a_hyperparameter_added_later_enters_the_spec_only_where_it_is_set():
+    _, default = methods.expand("crumb", {"method": "crumb", "budget": 4}, "class")
+    _, separate = methods.expand("crumb", {"method": "crumb", "budget": 4, "replay_step": "separate"}, "class")
+    assert "replay_step" not in default and separate["replay_step"] == "separate"

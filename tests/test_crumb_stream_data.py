@@ -70,8 +70,10 @@ def test_download_status_says_why_weights_could_not_be_had(tmp_path):
 
 def test_squeezenet_loads_the_features_and_starts_its_classifier_afresh(tmp_path):
     path, checksums, state = stand_in(tmp_path)
-    net = models.build({"type": "squeezenet", "weights": "imagenet", "input_size": 64}, (3, 32, 32), 7, tmp_path)
-    assert net.pretrained
+    spec = {"type": "squeezenet", "weights": "imagenet", "input_size": 64}
+    with pytest.raises(data.ChecksumError, match=f"{OFFICIAL}: expected a SHA-256 beginning b66bff10"):
+        models.build(spec, (3, 32, 32), 7, tmp_path)          # the stand-in is not the official file
+    net = models.build(spec, (3, 32, 32), 7, tmp_path, checksums)
     for k, v in net.features.state_dict().items():
         assert torch.equal(v, state[f"features.{k}"])
     conv = net.head[1]
@@ -84,7 +86,9 @@ def test_squeezenet_loads_the_features_and_starts_its_classifier_afresh(tmp_path
     assert net.embed(x).shape == (2, 512, 3, 3)
     net.eval()
     assert net(x).shape == (2, 7) and (net(x) >= 0).all()      # ReLU then average pooling: logits >= 0
-    net.reset_parameters()                                     # the pretrained features stay
+    with torch.no_grad():
+        net.features[0].weight.add_(1.0)
+    net.reset_parameters()                                     # the pretrained features again
     assert torch.equal(net.features[0].weight, state["features.0.weight"])
     with pytest.raises(FileNotFoundError, match="clrepro download squeezenet1_0"):
         models.build({"type": "squeezenet", "weights": "imagenet"}, (3, 32, 32), 7, tmp_path / "elsewhere")
@@ -93,11 +97,12 @@ def test_squeezenet_loads_the_features_and_starts_its_classifier_afresh(tmp_path
 
 
 def test_crumb_keeps_pretrained_features_frozen_from_the_first_step(tmp_path):
-    stand_in(tmp_path)
+    _, checksums, _ = stand_in(tmp_path)
     gen = torch.Generator().manual_seed(0)
     tasks = [Task(torch.rand(12, 3, 32, 32, generator=gen), torch.arange(12) % 2 + 2 * t) for t in range(2)]
     bench = Benchmark("toy", "class", 2, tasks, tasks, (3, 32, 32))
-    net = models.build({"type": "squeezenet", "weights": "imagenet", "input_size": 32}, (3, 32, 32), 4, tmp_path)
+    net = models.build({"type": "squeezenet", "weights": "imagenet", "input_size": 32}, (3, 32, 32), 4, tmp_path,
+                       checksums)
     cls, hp = methods.expand("crumb", {"method": "crumb", "budget": 4, "cut": 12, "block_length": 16}, "class")
     m = cls(net, bench, hp, seed=0)
     assert m.shape == (512, 1, 1) and m.positions == 32
@@ -122,14 +127,14 @@ def test_crumb_keeps_pretrained_features_frozen_from_the_first_step(tmp_path):
 def test_core50_frames_sessions_and_labels_as_the_crumb_reference_samples_them(tmp_path):
     mirror = tmp_path / "mirror"
     mirror.mkdir()
-    checksums = write_core50(mirror, objects=(1, 5, 6, 50), sessions=(1, 3, 7, 10, 11), frames=(0, 9, 10, 11, 30))
+    checksums = write_core50(mirror, objects=(1, 5, 6, 50), sessions=(1, 3, 7, 10, 11), frames=(0, 9, 10, 11, 30, 310))
     root = tmp_path / "data"
     with pytest.raises(data.ChecksumError, match=f"{ARCHIVE}: expected md5 745f3373fed08d69343f1058ee559e13"):
         data.fetch("core50", root, mirror=str(mirror))
     data.fetch("core50", root, mirror=str(mirror), checksums=checksums)
     train = data.load("core50", root, train=True, checksums=checksums)
     test = data.load("core50", root, train=False, checksums=checksums)
-    # frames 10 and 30 of each clip (every 20th from the 10th); sessions 3, 7, 10 are the test set
+    # frames 10 and 30 of each clip (every 20th from the 10th, below the 300th); sessions 3, 7, 10 test
     assert train.x.shape == (2 * 4 * 2, 3, 128, 128) and test.x.shape == (3 * 4 * 2, 3, 128, 128)
     assert 0 <= float(train.x.min()) and float(train.x.max()) <= 1
     assert train.y.tolist() == [0, 0, 0, 0, 1, 1, 9, 9] * 2          # o1, o5 -> 0; o6 -> 1; o50 -> 9

@@ -48,12 +48,12 @@ class CORe50:
     """CORe50 (Lomonaco & Maltoni 2017), its official 128 x 128 archive: ``core50_128x128/s<session>/
     o<object>/C_<ss>_<oo>_<fff>.png``, 11 sessions of 50 objects in 10 categories of 5 (o1-o5 the
     first), ~300 frames per clip. ``load`` reads the PNGs straight from the verified zip, as the
-    CRUMB reference samples them (dataloaders/task_setup.py): every 20th frame from the 10th (one a
-    second), sessions 3, 7 and 10 for testing, the category as the label."""
+    CRUMB reference samples them (dataloaders/task_setup.py): every 20th frame from the 10th to the
+    290th (one a second), sessions 3, 7 and 10 for testing, the category as the label."""
 
     resources = [("core50_128x128.zip", "745f3373fed08d69343f1058ee559e13")]
     mirrors = ["http://bias.csr.unibo.it/maltoni/download/core50/"]
-    test_sessions, first_frame, frame_step = (3, 7, 10), 10, 20
+    test_sessions, frames, frame_step = (3, 7, 10), range(10, 300), 20
 
 
 #: dataset name -> (torchvision class or its like, its folder under the data root)
@@ -61,6 +61,8 @@ DATASETS = {"mnist": (MNIST, "MNIST/raw"), "cifar10": (CIFAR10, "CIFAR10"), "cif
             "core50": (CORe50, "CORe50")}
 #: pretrained weights -> (their download, the folder under the data root); fetched like datasets
 WEIGHTS = {"squeezenet1_0": (_torchvision_weights(SqueezeNet1_0_Weights.IMAGENET1K_V1), "weights")}
+#: everything ``fetch`` downloads
+DOWNLOADS = {**DATASETS, **WEIGHTS}
 
 
 class ChecksumError(RuntimeError):
@@ -84,9 +86,9 @@ class TensorDataset:
 
 def _lookup(name: str):
     try:
-        return {**DATASETS, **WEIGHTS}[name]
+        return DOWNLOADS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset or weights {name!r}; known: {sorted({**DATASETS, **WEIGHTS})}") from None
+        raise KeyError(f"unknown dataset or weights {name!r}; known: {sorted(DOWNLOADS)}") from None
 
 
 def _is_archive(cls) -> bool:
@@ -99,6 +101,16 @@ def weights_file(root: str | os.PathLike, name: str) -> Path:
         raise KeyError(f"unknown pretrained weights {name!r}; known: {sorted(WEIGHTS)}")
     cls, sub = WEIGHTS[name]
     return Path(root) / sub / cls.resources[0][0]
+
+
+def pretrained(root: str | os.PathLike, name: str, checksums: dict[str, str] | None = None) -> Path:
+    """The fetched weights ``name``, verified against their checksum (``checksums`` overriding it)."""
+    path = weights_file(root, name)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run `clrepro download {name}` first")
+    (_, checksum), = resources(name, checksums)
+    verify(path, checksum, str(path))
+    return path
 
 
 def _official(name: str) -> list[tuple[str, str]]:
@@ -123,7 +135,7 @@ def resources(name: str, checksums: dict[str, str] | None = None) -> list[tuple[
     datasets are ignored; a key of no known dataset raises KeyError."""
     res = _official(name)
     if checksums:
-        check_checksums(list({**DATASETS, **WEIGHTS}), checksums)
+        check_checksums(list(DOWNLOADS), checksums)
         res = [(f, checksums.get(f, md5)) for f, md5 in res]
     return res
 
@@ -345,8 +357,7 @@ def _load_core50(archive: Path, train: bool) -> TensorDataset:
             if not m:
                 continue
             session, obj, frame = int(m[1]), int(m[2]), int(m[5])
-            if (session in CORe50.test_sessions) != train and frame >= CORe50.first_frame \
-                    and (frame - CORe50.first_frame) % CORe50.frame_step == 0:
+            if (session in CORe50.test_sessions) != train and frame in CORe50.frames[::CORe50.frame_step]:
                 picked.append((session, obj, frame, name))
         if not picked:
             raise ValueError(f"{archive} holds no CORe50 frame of the {'training' if train else 'test'} sessions")

@@ -270,23 +270,25 @@ class SqueezeNet(Net):
         super().__init__(squeezenet1_0(weights=None).features, 512, n_outputs)
         self.head = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(512, n_outputs, 3, padding=1), nn.ReLU(),
                                   nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.input_size, self.pretrained = input_size, weights is not None
+        self.input_size, self.pretrained = input_size, None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if weights is not None:
             state = torch.load(weights, map_location="cpu", weights_only=True)
+            self.pretrained = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
             try:
-                self.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items()
-                                               if k.startswith("features.")})
+                self.features.load_state_dict(self.pretrained)
             except RuntimeError as err:
                 raise ValueError(f"{weights} does not hold squeezenet1_0's features: {err}") from None
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """The classifier afresh; the features too unless they are pretrained (torchvision's
-        initialisation: Kaiming-uniform kernels, zero biases)."""
+        """The classifier afresh; the features their pretrained weights again, or else afresh too
+        (torchvision's initialisation: Kaiming-uniform kernels, zero biases)."""
         self.head[1].reset_parameters()
-        if not self.pretrained:
+        if self.pretrained is not None:
+            self.features.load_state_dict(self.pretrained)
+        else:
             for m in self.features.modules():
                 if isinstance(m, nn.Conv2d):
                     nn.init.kaiming_uniform_(m.weight)
@@ -299,8 +301,9 @@ class SqueezeNet(Net):
 
 
 def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int,
-          data_root: str | os.PathLike | None = None) -> nn.Module:
-    """The network ``spec`` describes; pretrained weights are read from ``data_root``."""
+          data_root: str | os.PathLike | None = None, checksums: dict[str, str] | None = None) -> nn.Module:
+    """The network ``spec`` describes; pretrained weights are read from ``data_root`` and verified
+    (against ``checksums`` where it names their file)."""
     kind = spec.get("type", "mlp")
     init = {"init": spec.get("init", "torch"), "head_init": spec.get("head_init", "default")}
     if kind == "mlp" and spec.get("capacity"):
@@ -323,12 +326,10 @@ def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int,
             raise ValueError(f"model.type: squeezenet needs colour images (3, H, W), got shape {tuple(input_shape)}")
         weights = None
         if spec.get("weights", "none") == "imagenet":
-            from .data import weights_file
+            from .data import pretrained
             if data_root is None:
                 raise ValueError("model.weights: imagenet needs the data root the weights are fetched into")
-            weights = weights_file(data_root, "squeezenet1_0")
-            if not weights.is_file():
-                raise FileNotFoundError(f"{weights} is missing: run `clrepro download squeezenet1_0` first")
+            weights = pretrained(data_root, "squeezenet1_0", checksums)
         return SqueezeNet(n_outputs, spec.get("input_size", 224), weights)
     raise ValueError(f"model.type: unknown model {kind!r}")
 

@@ -110,6 +110,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "bit-identity --against 9e34d2e`: 108 tiny runs, every method and scenario of the MNIST "
                         "experiments, stopped and resumed, gave the same R, losses, untrained accuracies and method "
                         "logs, bit for bit",
+    "38b59e2c7b039908": "the training code of 5a34467; the next version adds optional hyperparameters, the "
+                        "step_groups hook (CRUMB's replay_step), verifies pretrained weights when a network is "
+                        "built and samples CORe50's frames below the 300th. `clrepro bit-identity --against "
+                        "5a34467`: 108 tiny runs, every method and scenario of the MNIST experiments, stopped and "
+                        "resumed, gave the same R, losses, untrained accuracies and method logs, bit for bit",
 }
 
 

@@ -321,8 +321,8 @@ def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Ben
     memory = torch.channels_last if execution.get("channels_last") else torch.contiguous_format
     bench = build_benchmark(spec).to(dev, memory)
     torch.manual_seed(spec["seeds"]["init"])
-    model = models.build(spec["model"], bench.input_shape, bench.n_outputs, spec["data"]["root"]
-                         ).to(dev, memory_format=memory)
+    model = models.build(spec["model"], bench.input_shape, bench.n_outputs, spec["data"]["root"],
+                         spec["data"].get("checksums")).to(dev, memory_format=memory)
     return bench, model, {"device_type": dev.type, "dtype": torch.bfloat16,
                           "enabled": execution.get("precision") == "bf16"}
 
@@ -440,18 +440,18 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
             for step in range(step0, iters):
                 if probe and (done + step) % probe.every == 0:
                     probe.record(model, done + step, t, method.scores, amp)
-                batches = method.train_batches(B)
-                with torch.autocast(**amp):
-                    loss = method.loss(method.forward(batches), batches)
-                optimizer.zero_grad(set_to_none=False)
-                loss.backward()
-                method.after_backward()
-                if clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                optimizer.step()
-                model.constrain()
-                method.after_step()
-                loss_sum += loss.detach()
+                for batches in method.step_groups(method.train_batches(B)):
+                    with torch.autocast(**amp):
+                        loss = method.loss(method.forward(batches), batches)
+                    optimizer.zero_grad(set_to_none=False)
+                    loss.backward()
+                    method.after_backward()
+                    if clip:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+                    optimizer.step()
+                    model.constrain()
+                    method.after_step()
+                    loss_sum += loss.detach()
                 if dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
                     _check_finite(loss_sum, spec, t, step)
                 if step + 1 == iters or not ckpt_dir:

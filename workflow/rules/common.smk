@@ -83,7 +83,7 @@ def data_source(dataset):
     mirror = os.environ.get(cldata.MIRROR_ENV) or config["data"]["mirror"]
     if not mirror:
         return "the official mirrors"
-    sub = {**cldata.DATASETS, **cldata.WEIGHTS}[dataset][1]
+    sub = cldata.DOWNLOADS[dataset][1]
     held = [f for f, _ in cldata.resources(dataset, config["data"].get("checksums"))
             if (Path(mirror) / f).is_file() or (Path(mirror) / sub / f).is_file()]
     return json.dumps({"mirror": str(Path(mirror).resolve()), "holds": held})

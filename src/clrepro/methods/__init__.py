@@ -40,13 +40,13 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
     if scenario not in cls.scenarios:
         raise ValueError(f"{where}: method {name!r} does not support the {scenario}-IL scenario "
                          f"(supports: {', '.join(cls.scenarios)})")
-    hp = dict(cls.hyperparameters)
+    hp, known = dict(cls.hyperparameters), {**cls.hyperparameters, **cls.optional_hyperparameters}
     for key, value in spec.items():
         if key in ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios"):  # config
             continue
-        if key not in hp:
+        if key not in known:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
-                             f"(has: {sorted(hp) or 'none'})")
+                             f"(has: {sorted(known) or 'none'})")
         if isinstance(value, dict):  # per-scenario value
             if scenario not in value:
                 raise ValueError(f"{where}.{key} gives no value for the {scenario!r} scenario")

@@ -151,10 +151,14 @@ class Method:
     scores_need_end_task: ClassVar[bool] = False  # end_task also after the last task (before scoring)
     scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
     hyperparameters: ClassVar[dict] = {}
+    #: hyperparameters a method gained after results were committed: in a run's spec (and hash) only
+    #: where its configuration sets them, so the runs that keep the default keep their spec
+    optional_hyperparameters: ClassVar[dict] = {}
 
     def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int, drop_last: bool = True):
         """``drop_last``: the samplers' (off when a task is counted in epochs)."""
-        self.model, self.bench, self.hp, self.seed, self.drop_last = model, bench, hp, seed, drop_last
+        self.model, self.bench, self.seed, self.drop_last = model, bench, seed, drop_last
+        self.hp = {**self.optional_hyperparameters, **hp}
         self.task = 0
         self.steps = 0   # the current task's training steps (set by the loop before ``prepare``)
 
@@ -171,6 +175,11 @@ class Method:
 
     def train_batches(self, batch_size: int) -> list[Batch]:
         return self.sampler.batches(batch_size)
+
+    def step_groups(self, batches: list[Batch]) -> list[list[Batch]]:
+        """The optimiser steps one draw of batches is learnt in, in order: each group's forward,
+        loss, backward and step see the parameters the step before left. One step by default."""
+        return [batches]
 
     def forward(self, batches: list[Batch]) -> list[torch.Tensor]:
         """The network's outputs (all units) for each batch, in one pass."""

@@ -36,8 +36,10 @@ Named choices (hyperparameters):
   backbone other than SqueezeNet, whose ``random_distmatch`` constants are measured on it).
 - ``scores``: ``direct``, g(z), the accuracy the paper reports (README), or ``reconstructed``.
 - ``clamp``: every gradient clamped element-wise to [-clamp, clamp] before the step (crumb.py).
-- Replay is summed into the step's loss; the reference takes a second optimiser step on
-  coef x CE(replay) after the current batch's (equal to first order). Its replayed batch is one
+- ``replay_step``: ``summed``, replay summed into the step's loss (equal to first order), or
+  ``separate``, the reference's: a second optimiser step on coef x CE(replay), its forward pass
+  through the parameters the current batch's step left (crumb.py, ``criterion_replay``, with
+  ``replay_times`` 1). Its replayed batch is one
   random stored sample per old class, round after round; here the batch is drawn uniformly from
   the class-balanced buffer. New classes' samples are stored uniformly at random (the reference:
   every img_skip-th sample of the task's stream, then evicted at random).
@@ -56,12 +58,14 @@ from .replay import Buffer, Replaying
 
 SCORES = ("direct", "reconstructed")
 INITS = ("sample_first_batch",)
+REPLAY_STEPS = ("summed", "separate")
 
 
 class CRUMB(Replaying):
     name = "crumb"
     hyperparameters = {"budget": REQUIRED, "cut": 2, "blocks": 256, "block_length": 8, "coef": 5.0,
                        "init": "sample_first_batch", "init_samples": 128, "scores": "direct", "clamp": 10.0}
+    optional_hyperparameters = {"replay_step": "summed"}
 
     def __init__(self, model, bench, hp, seed, drop_last=True):
         super().__init__(model, bench, hp, seed, drop_last)
@@ -71,9 +75,9 @@ class CRUMB(Replaying):
         if not 1 <= hp["cut"] < len(model.features):
             raise ValueError(f"cut: {hp['cut']} must leave modules on both sides of the cut "
                              f"(the network's features have {len(model.features)})")
-        for key, allowed in (("scores", SCORES), ("init", INITS)):
-            if hp[key] not in allowed:
-                raise ValueError(f"{key}: unknown {hp[key]!r} (one of {', '.join(allowed)})")
+        for key, allowed in (("scores", SCORES), ("init", INITS), ("replay_step", REPLAY_STEPS)):
+            if self.hp[key] not in allowed:
+                raise ValueError(f"{key}: unknown {self.hp[key]!r} (one of {', '.join(allowed)})")
         if not 2 <= hp["blocks"] <= 2 ** 15:
             raise ValueError(f"blocks: {hp['blocks']} memory blocks; give 2 to 32768")
         device = next(model.parameters()).device
@@ -124,7 +128,7 @@ class CRUMB(Replaying):
 
     # -- hooks -----------------------------------------------------------------------------------
     def prepare(self, task: int) -> None:
-        if task == 0 and isinstance(self.model, SqueezeNet) and self.model.pretrained and not self.frozen:
+        if task == 0 and isinstance(self.model, SqueezeNet) and self.model.pretrained is not None and not self.frozen:
             self.freeze()   # the reference's --freeze_feature_extract: f keeps its ImageNet weights
         if task == 0:   # sample_first_batch: the codebook's entries from the values of f's features
             gen = torch.Generator().manual_seed(self.seed_for(0, "codebook"))
@@ -137,15 +141,20 @@ class CRUMB(Replaying):
 
     def train_batches(self, batch_size: int) -> list[Batch]:
         current = self.sampler.batches(batch_size)
-        self.n_current = len(current)
         replay = self.buffer.batches(self.bench, batch_size, self.task, self.replay_gen) if len(self.buffer) else []
         return current + replay
+
+    def step_groups(self, batches: list[Batch]) -> list[list[Batch]]:
+        n = sum(map(_current, batches))
+        if self.hp["replay_step"] == "summed" or n == len(batches):
+            return [batches]
+        return [batches[:n], batches[n:]]
 
     def forward(self, batches: list[Batch]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Per batch: g on the reconstructed features, and (first task) g on the features themselves."""
         outputs = []
-        for i, b in enumerate(batches):
-            if i >= self.n_current:                       # stored indices
+        for b in batches:
+            if not _current(b):                       # stored indices
                 outputs.append((self.top(self.decode(b.x)), None))
                 continue
             z = self.extract(b.x)
@@ -153,12 +162,17 @@ class CRUMB(Replaying):
         return outputs
 
     def loss(self, outputs, batches):
-        n = self.n_current
-        loss = cross_entropy([o[0] for o in outputs[:n]], batches[:n])
-        if not self.frozen:
-            loss = loss + cross_entropy([o[1] for o in outputs[:n]], batches[:n])
+        """CE of the current batches (+ CE of g(z) before the freeze) + coef x CE of the replayed;
+        the current batches come first."""
+        n = sum(map(_current, batches))
+        loss = None
+        if n:
+            loss = cross_entropy([o[0] for o in outputs[:n]], batches[:n])
+            if not self.frozen:
+                loss = loss + cross_entropy([o[1] for o in outputs[:n]], batches[:n])
         if len(batches) > n:
-            loss = loss + self.hp["coef"] * cross_entropy([o[0] for o in outputs[n:]], batches[n:])
+            replay = self.hp["coef"] * cross_entropy([o[0] for o in outputs[n:]], batches[n:])
+            loss = replay if loss is None else loss + replay
         return loss
 
     def after_backward(self) -> None:
@@ -206,3 +220,8 @@ class CRUMB(Replaying):
         self.buffer.load_state_dict(self.on_device(state["buffer"]))
         if state["frozen"]:
             self.freeze()
+
+
+def _current(batch: Batch) -> bool:
+    """A batch of inputs, not of stored indices (integers)."""
+    return batch.x.is_floating_point()
