@@ -27,16 +27,6 @@ rule all:
 
 # What the configuration costs, when the DAG starts; what could not run, when it ends. In between,
 # locally, the warm process the training jobs fork from (config `worker`).
-_worker = {}
-
-
-def _stop_worker():
-    if _worker:
-        from clrepro import worker
-
-        worker.stop(_worker.pop("process"), os.environ.pop(worker.ENV))
-
-
 onstart:
     from clrepro import cost, worker
 

@@ -209,6 +209,23 @@ def test_report_reads_the_panels_in_one_order_whatever_the_string_hashing(workfl
             "forgetting.json", "rehearsal.json", "scaling.json", "lesion.json"], (seed, records)
 
 
+def test_snakemake_lint_finds_nothing(tmp_path):
+    # every rule with its log and environment, no variable from outside a rule in a command,
+    # functions in common.smk (the snakemake-workflows conventions)
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    proc = snakemake(tmp_path, "--lint", timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Congratulations" in out, out[-3000:]
+
+
+def test_the_rules_environment_installs_this_checkout_from_where_snakemake_creates_it():
+    spec = yaml.safe_load((REPO / "workflow" / "envs" / "clrepro.yaml").read_text())
+    pip = dict(line.split(None, 1) for d in spec["dependencies"] if isinstance(d, dict) for line in d["pip"])
+    created_from = REPO / ".snakemake" / "conda"       # Snakemake's copy of the file, `conda env create`d there
+    assert (created_from / pip["-c"]).resolve() == (REPO / "constraints.txt").resolve()
+    assert (created_from / pip["-e"]).resolve() == REPO.resolve()
+
+
 def test_invalid_method_scenario_is_refused_before_training(tiny_mnist, tmp_path):
     shutil.copytree(REPO / "config", tmp_path / "config")
     exp_path = tmp_path / "config" / "experiments" / "split_mnist_vdv19.yaml"

@@ -4,10 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
 
+DEFAULT_CONFIG = "config/config.yaml"
+#: the configuration file every command's --config defaults to when set (a workflow's jobs: the
+#: workflow's configuration with its --config overrides, written once by the DAG)
+CONFIG_ENV = "CLREPRO_CONFIG"
 OFFLINE_HINT = ("to work offline, set CLREPRO_DATA_MIRROR=<a folder with the official files> "
                 "(see the README, \"Offline mirror\")")
 
@@ -239,7 +244,7 @@ def main(argv=None) -> None:
 
     t = sub.add_parser("train", help="train one run and write its result JSON")
     t.add_argument("--spec", help="resolved run spec as JSON (as the workflow passes it)")
-    t.add_argument("--config", default="config/config.yaml")
+    t.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
     t.add_argument("--preset")
     t.add_argument("--experiment")
     t.add_argument("--scenario", choices=["task", "domain", "class"])
@@ -264,7 +269,7 @@ def main(argv=None) -> None:
 
     def analysis(name, help):
         q = sub.add_parser(name, help=help)
-        q.add_argument("--config", default="config/config.yaml")
+        q.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
         q.add_argument("--preset", help="replaces the configuration's preset")
         return q
 
@@ -356,7 +361,7 @@ def main(argv=None) -> None:
 
     b = sub.add_parser("bit-identity", help="compare tiny runs of every method with an earlier commit's training code")
     b.add_argument("--against", required=True, help="the earlier git commit")
-    b.add_argument("--config", default="config/config.yaml")
+    b.add_argument("--config", default=os.environ.get(CONFIG_ENV, DEFAULT_CONFIG))
     b.add_argument("--data-root", default="data", help="a folder holding MNIST (clrepro download mnist)")
     b.set_defaults(fn=_bit_identity)
 

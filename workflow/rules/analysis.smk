@@ -14,8 +14,10 @@ rule aggregate:
         inputs=inputs_param,
     log:
         f"logs/{PRESET}/aggregate.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro aggregate {input:q} --config {RESOLVED} --runs-csv {output.runs:q} "
+        "clrepro aggregate {input:q} --runs-csv {output.runs:q} "
         "--accuracy-csv {output.accuracy:q} --summary-csv {output.summary:q} > {log:q} 2>&1"
 
 
@@ -31,8 +33,10 @@ rule figure:
                subcategory="{experiment}"),
     log:
         f"logs/{PRESET}/figure_{{experiment}}_{{kind}}.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro figure {wildcards.kind} --config {RESOLVED} --experiment {wildcards.experiment} "
+        "clrepro figure {wildcards.kind} --experiment {wildcards.experiment} "
         "--accuracy-csv {input.accuracy:q} --summary-csv {input.summary:q} --audit {input.audit:q} "
         "--results {input.results:q} --out {output:q} > {log:q} 2>&1"
 
@@ -45,8 +49,10 @@ rule checks:
         report(f"{OUT}/checks/{{experiment}}_checks.csv", caption="../report/checks.rst", category="Audit"),
     log:
         f"logs/{PRESET}/checks_{{experiment}}.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro checks {input.results:q} --config {RESOLVED} --experiment {wildcards.experiment} --out {output:q} "
+        "clrepro checks {input.results:q} --experiment {wildcards.experiment} --out {output:q} "
         "> {log:q} 2>&1"
 
 
@@ -60,7 +66,9 @@ rule audit:
         report(f"{OUT}/audit/{{experiment}}_audit.csv", caption="../report/audit.rst", category="Audit"),
     log:
         f"logs/{PRESET}/audit_{{experiment}}.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro audit --config {RESOLVED} --experiment {wildcards.experiment} "
+        "clrepro audit --experiment {wildcards.experiment} "
         "--summary-csv {input.summary:q} --targets {input.targets:q} --reference-runs {input.reference_runs:q} "
         "--out {output:q} > {log:q} 2>&1"

@@ -11,6 +11,8 @@ from snakemake.utils import min_version, validate
 from clrepro import config as clconfig
 from clrepro import data as cldata
 from clrepro import notes as clnotes
+from clrepro.cli import CONFIG_ENV
+from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES, RUNNERS
 
 min_version("8.0")
 
@@ -27,8 +29,15 @@ config.update(clconfig.apply_preset_choices(config, explicit=set(workflow.config
 # before any job runs; `--config seeds=N` sets every experiment's number of seeds.
 CONFIGFILE = workflow.configfiles[0] if workflow.configfiles else "config/config.yaml"
 CFG = clconfig.load(CONFIGFILE, overrides=config)
-# The configuration with every --config override applied, as one file that every job reads.
-RESOLVED = shlex.quote(str(clconfig.write_resolved(config, CONFIGFILE, ".snakemake/clrepro")))
+# The configuration with every --config override applied, as one file that every job reads: named in
+# the jobs' environment (CLREPRO_CONFIG, the default of every `clrepro --config`), not a param: its
+# name changes with every --config, and that must not rerun a job (a run's spec is its param). A
+# cluster job parses this file again and names the same file.
+RESOLVED = str(clconfig.write_resolved(config, CONFIGFILE, ".snakemake/clrepro"))
+os.environ[CONFIG_ENV] = RESOLVED
+# The environment of every rule's commands with --software-deployment-method conda (otherwise
+# they run where snakemake runs).
+CONDA_ENV = "../envs/clrepro.yaml"
 
 PRESET = config["preset"]
 OUT = f"{config['outdir']}/{PRESET}"
@@ -243,3 +252,30 @@ def uses_gpu():
 
     return 1 if torch.cuda.is_available() else 0
 
+
+# Simulations of memory models (simulation.smk)
+SIMULATIONS = CFG["_simulations"]
+SIMULATION_PANELS = list(RUNNERS)   # (a)-(e) in order, so the report reads them in one order
+SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in SIMULATION_PANELS]
+SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]
+
+
+def simulation_config(name):
+    return str(clconfig.experiment_path(CONFIGFILE, name, "simulations"))
+
+
+def simulation_settings(w):
+    sim = SIMULATIONS[w.simulation]
+    keys = ("model", "retrieval", "seeds", "preset")
+    return json.dumps({"panel": sim["panels"][w.panel], **{k: sim[k] for k in keys}}, sort_keys=True)
+
+
+# The warm process local training jobs fork from (config `worker`; the Snakefile's handlers)
+_worker = {}
+
+
+def _stop_worker():
+    if _worker:
+        from clrepro import worker
+
+        worker.stop(_worker.pop("process"), os.environ.pop(worker.ENV))

@@ -18,6 +18,8 @@ for _dataset in clconfig.all_datasets(CFG):
             source=data_source(_dataset),
         log:
             f"logs/download_{_dataset}.log",
+        conda:
+            CONDA_ENV
         shell:
             f"clrepro download {{params.dataset}} --root {shlex.quote(DATA)} "
             "--mirror={params.mirror:q} --checksums={params.checksums:q} --status {output:q} --log {log:q}"

@@ -26,8 +26,10 @@ rule report:
         unavailable=unavailable_param,
     log:
         f"logs/{PRESET}/report.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro report --config {RESOLVED} --summary-csv {input.summary:q} "
+        "clrepro report --summary-csv {input.summary:q} "
         "--runs-csv {input.runs:q} --audit {input.audits:q} --checks {input.checks:q} --figures {input.figures:q} {input.simulation_plots:q} "
         "--simulations {input.simulations:q} --reference-runs {input.reference_runs:q} "
         "--targets {input.targets:q} --not-run {input.not_run:q} "

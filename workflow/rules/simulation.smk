@@ -2,28 +2,10 @@
 # the panel's table and a JSON record; one job per figure draws it. The panel's resolved settings
 # are the job's only param and the file is not an input, so editing a panel reruns that panel
 # alone (and editing notes re-renders only the report).
-from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES, RUNNERS
-
-SIMULATIONS = CFG["_simulations"]
-SIMULATION_PANELS = list(RUNNERS)   # (a)-(e) in order, so the report reads them in one order
-SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in SIMULATION_PANELS]
-SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]
-
-
 wildcard_constraints:
     simulation="[A-Za-z0-9_]+",
     panel="|".join(SIMULATION_PANELS),
     simulation_figure="|".join(SIMULATION_FIGURES),
-
-
-def simulation_config(name):
-    return str(clconfig.experiment_path(CONFIGFILE, name, "simulations"))
-
-
-def simulation_settings(w):
-    sim = SIMULATIONS[w.simulation]
-    keys = ("model", "retrieval", "seeds", "preset")
-    return json.dumps({"panel": sim["panels"][w.panel], **{k: sim[k] for k in keys}}, sort_keys=True)
 
 
 rule simulate:
@@ -37,9 +19,12 @@ rule simulate:
     threads: config["threads_per_job"]
     resources:
         gpu=uses_gpu(),
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro simulate --config {RESOLVED} --simulation {wildcards.simulation} "
-        "--panel {wildcards.panel} --csv {output.csv:q} --json {output.json:q} --device {config[device]:q} "
+        "clrepro simulate --simulation {wildcards.simulation} "
+        "--panel {wildcards.panel} --csv {output.csv:q} --json {output.json:q} "
+        f"--device {shlex.quote(config['device'])} "
         "--threads {threads} > {log:q} 2>&1"
 
 
@@ -52,6 +37,8 @@ rule simulation_figure:
                category="Figures", subcategory="{simulation}"),
     log:
         f"logs/{PRESET}/simulation_figure/{{simulation}}_{{simulation_figure}}.log",
+    conda:
+        CONDA_ENV
     shell:
         "clrepro simulation-figure {wildcards.simulation_figure} --csv {input.csv:q} --json {input.json:q} "
         "--out {output:q} > {log:q} 2>&1"

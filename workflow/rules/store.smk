@@ -12,8 +12,10 @@ rule verify:
         inputs=inputs_param,
     log:
         f"logs/{PRESET}/verify.log",
+    conda:
+        CONDA_ENV
     shell:
-        "clrepro verify {input:q} --config {RESOLVED} --out {output:q} > {log:q} 2>&1"
+        "clrepro verify {input:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule share:
@@ -22,5 +24,9 @@ rule share:
     input:
         REPORT,
     localrule: True
-    shell:
-        "clrepro share --config {RESOLVED}"
+    log:
+        f"logs/{PRESET}/share.log",
+    conda:
+        CONDA_ENV
+    shell:   # the DVC commands' output on the terminal too
+        "clrepro share 2>&1 | tee {log:q}"

@@ -18,6 +18,8 @@ rule train:
     threads: config["threads_per_job"]
     resources:
         gpu=uses_gpu(),
+    conda:
+        CONDA_ENV
     shell:   # exec: the shell does not stand between a signal and training (SIGTERM would end it first)
         "exec clrepro train --spec {params.spec:q} --out {output:q} --threads {threads} "
         f"--data-root {shlex.quote(DATA)} --checkpoints "
