@@ -1,6 +1,8 @@
 """Configuration: loading, presets, expansion into runs, resolution, and refusal of bad values."""
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -398,3 +400,21 @@ def test_cost_of_a_configuration_from_the_committed_runs_times(in_repo):
     assert "not measured" in cost.summary(cfg, [], times) and "all present" in cost.summary(cfg, [], times)
     quick = config.load("config/config.yaml", {"preset": "quick"})
     assert cost.estimate(quick, times=times)[EXP]["hours"] is None
+
+
+@pytest.mark.slow
+def test_the_installed_package_validates_with_the_schemas_it_ships(tmp_path):
+    """Installed from a wheel, away from the repository, the package reads its own schemas: a
+    configuration is validated (defaults filled) and a wrong one refused, naming the key."""
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--no-cache-dir", "--target", str(site), str(REPO)], check=True, timeout=600, cwd=tmp_path)
+    shutil.rmtree(REPO / "build", ignore_errors=True)
+    code = ("import sys, clrepro.config as c; assert c.__file__.startswith(sys.argv[1]), c.__file__; "
+            "cfg = c.load(sys.argv[2]); assert cfg['audit']['alpha'] == 0.05; "
+            "c.validate({'experiments': [], 'audit': {'alpha': 'high'}}, 'config.schema.yaml', 'mine.yaml')")
+    proc = subprocess.run([sys.executable, "-c", code, str(site), str(REPO / "config" / "config.yaml")],
+                          capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(site), "PATH": ""},
+                          timeout=300)
+    assert proc.returncode == 1 and "ConfigError: mine.yaml: audit.alpha" in proc.stderr, proc.stderr[-2000:]
+

@@ -22,7 +22,8 @@ from .metrics import parse_task_metric
 #: the figures an experiment may list (``figures:``; drawn by ``clrepro.figures``)
 FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars", "stability_gap", "memory")
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "workflow" / "schemas"
+#: the JSON schemas of the configuration files, shipped with the package (workflow/schemas links here)
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
 class ConfigError(ValueError):
@@ -42,13 +43,10 @@ def _load_yaml(path: Path) -> dict:
 
 
 def validate(data: dict, schema_name: str, where: str) -> None:
-    """Validate against ``workflow/schemas/<schema_name>`` (filling defaults), naming the key."""
+    """Validate against ``SCHEMA_DIR/<schema_name>`` (filling defaults), naming the key."""
     import jsonschema
 
-    path = SCHEMA_DIR / schema_name
-    if not path.exists():   # installed without the workflow folder: semantic checks still run
-        return
-    schema = _load_yaml(path)
+    schema = _load_yaml(SCHEMA_DIR / schema_name)
     validator_cls = jsonschema.validators.validator_for(schema)
 
     def set_defaults(validator, properties, instance, schema):
