@@ -46,8 +46,10 @@ def one_thread():
 EXTRA = {"scratch": {}, "er": {"per_class": 3, "selection": "reservoir"},
          "er_herding": {"per_class": 3, "selection": "herding"}, "agem": {"per_class": 3, "selection": "reservoir"},
          "icarl": {"budget": 20}, "dgr": {"latent": 8}, "dgr_distill": {"latent": 8, "distill": True},
-         "bir_internal": {"latent": 8, "internal": 1, "gating": 0.2}, "crumb": {"budget": 20, "blocks": 16}}
+         "bir_internal": {"latent": 8, "internal": 1, "gating": 0.2}, "crumb": {"budget": 20, "blocks": 16},
+         "crumb_separate": {"budget": 20, "blocks": 16, "replay_step": "separate"}}
 MODELS = {"bir_internal": {"type": "mlp", "hidden": [32, 16]}, "crumb": {"type": "mlp", "hidden": [32, 16]},
+          "crumb_separate": {"type": "mlp", "hidden": [32, 16]},
           "cln": {"type": "mlp", "hidden": [16, 16], "capacity": [216, 216]}}   # 4 births of 50
 
 
@@ -78,7 +80,7 @@ CASES = [("task", "none"), ("class", "none"), ("task", "ewc"), ("class", "ewc"),
          ("class", "si"), ("task", "lwf"), ("class", "lwf"), ("task", "joint"), ("domain", "online_ewc"),
          ("task", "scratch"), ("class", "er"), ("task", "er_herding"), ("domain", "agem"), ("class", "icarl"),
          ("task", "dgr"), ("class", "dgr_distill"), ("domain", "bir"), ("class", "bir_internal"), ("class", "cln"),
-         ("task", "xdg"), ("class", "crumb")]
+         ("task", "xdg"), ("class", "crumb"), ("class", "crumb_separate")]
 
 
 @pytest.mark.parametrize("scenario,method", CASES)
