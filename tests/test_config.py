@@ -316,6 +316,8 @@ def test_methods_subset_runs_and_labels_only_those(in_repo):
 
 @pytest.mark.parametrize("entry,message", [
     ({"method": "none", "metric": "acc_task7"}, "audit_map.si_cifar_avg6_0.metric: 'acc_task7': the experiment has 6"),
+    ({"method": "none", "metric": "accuracy"}, "audit_map.si_cifar_avg6_0.metric: unknown 'accuracy' \\(one of acc, "
+                                               "bwt, fwt, forgetting, learned, acc_task<j>"),
     ({"method": "none", "metric": "acc", "scenario": "class"}, "audit_map.si_cifar_avg6_0.scenario"),
 ])
 def test_audit_map_names_what_the_experiment_has(cfg_copy, entry, message):

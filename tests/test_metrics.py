@@ -134,3 +134,24 @@ def test_windowed_forgetting_is_the_largest_drop_within_the_window():
     assert metrics.continual(CURVE, [2, 2], 2) == pytest.approx({"min_acc": 0.6, "wc_acc": 0.65, "wf": 0.15})
     with pytest.raises(ValueError, match="window"):
         metrics.windowed_forgetting(CURVE, 1)
+
+
+def test_the_tables_take_every_metric_from_R_and_the_recorded_curve(tmp_path):
+    """A committed run of the stability-gap experiment whose stored summaries are wrong: the runs
+    table computes ACC, BWT, FWT, forgetting, learned and the continual-evaluation metrics again."""
+    import json
+
+    from clrepro import aggregate
+    from conftest import REPO
+
+    record = json.loads((REPO / "reports/paper/runs/rotated_mnist_stability_gap/domain/er/seed0.json").read_text())
+    record["metrics"] = dict.fromkeys(metrics.SUMMARY, -1.0)
+    record["continual_eval"]["metrics"] = dict.fromkeys(metrics.CONTINUAL, -1.0)
+    (tmp_path / "seed0.json").write_text(json.dumps(record))
+    row = aggregate.runs_table(aggregate.load_results([tmp_path / "seed0.json"])).iloc[0]
+    R, b, curve = record["R"], record["random_init"], record["continual_eval"]
+    assert row.acc == pytest.approx(100 * np.mean(R[-1])) and row.learned == pytest.approx(100 * np.mean(np.diag(R)))
+    assert row.fwt == pytest.approx(100 * metrics.forward_transfer(R, b))
+    ends = np.cumsum(record["steps_per_task"]).tolist()
+    assert row.min_acc == pytest.approx(100 * metrics.min_accuracy(curve, ends)) and row.min_acc > 0
+    assert row.wf == pytest.approx(100 * metrics.windowed_forgetting(curve, curve["window"]))

@@ -17,8 +17,6 @@ from . import metrics, stale
 from .atomic import atomic_path
 
 KEYS = ["experiment", "scenario", "method", "label"]
-METRICS = ["acc", "bwt", "fwt", "forgetting"]
-CONTINUAL_METRICS = ["min_acc", "wc_acc", "wf"]   # runs with continual evaluation only
 
 
 def load_results(paths) -> list[dict]:
@@ -44,10 +42,10 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         prov = r["provenance"]
         row = {k: r[k] for k in ("experiment", "scenario", "method", "seed", "preset", "method_class")}
         row["label"] = (labels or {}).get((r["experiment"], r["method"]), r["method"])
-        row.update({f"{m}": 100 * r["metrics"][m] for m in METRICS})
-        row["learned"] = 100 * metrics.learned_accuracy(r["R"])
-        if r.get("continual_eval"):
-            row.update({m: 100 * r["continual_eval"]["metrics"][m] for m in CONTINUAL_METRICS})
+        row.update({m: 100 * of(r["R"], r["random_init"]) for m, of in metrics.OF_R.items()})
+        if r.get("continual_eval"):   # from the curve the run recorded
+            curve = r["continual_eval"]
+            row.update({m: 100 * v for m, v in metrics.continual(curve, r["steps_per_task"], curve["window"]).items()})
         row.update({k: 100 * v for k, v in metrics.per_task(r["R"]).items()})
         row.update({f"hp.{k}": v for k, v in sorted(r["hyperparameters"].items())})
         row["hyperparameters"] = json.dumps(r["hyperparameters"], sort_keys=True)
@@ -101,7 +99,7 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     final and just-learned accuracies)."""
     per_task = sorted((c for c in runs.columns if metrics.parse_task_metric(c)),
                       key=lambda c: (metrics.parse_task_metric(c)[0] != "acc", metrics.parse_task_metric(c)[1]))
-    present = [m for m in METRICS + ["learned"] + CONTINUAL_METRICS if m in runs.columns] + per_task
+    present = [m for m in [*metrics.OF_R, *metrics.CONTINUAL] if m in runs.columns] + per_task
     long = runs.melt(id_vars=KEYS + ["preset", "seed"], value_vars=present,
                      var_name="metric").dropna(subset=["value"])
     g = long.groupby(KEYS + ["preset", "metric"], sort=False)["value"]

@@ -17,7 +17,7 @@ import yaml
 from . import data as datasets
 from . import methods
 from .methods.base import derive_seed
-from .metrics import parse_task_metric
+from .metrics import OF_R, is_metric_of_R, parse_task_metric
 
 #: the figures an experiment may list (``figures:``; drawn by ``clrepro.figures``)
 FIGURE_KINDS = ("accuracy_per_task", "final_accuracy", "average_accuracy", "task_bars", "stability_gap", "memory")
@@ -325,6 +325,9 @@ def check_references(exp: dict, path) -> None:
             m.setdefault("scenario", exp["scenarios"][0])
         if m.get("scenario") not in exp["scenarios"]:
             raise ConfigError(f"{where}.scenario: give one of the experiment's scenarios {exp['scenarios']}")
+        if not is_metric_of_R(m["metric"]):
+            raise ConfigError(f"{where}.metric: unknown {m['metric']!r} (one of {', '.join(OF_R)}, acc_task<j>, "
+                              f"learned_task<j>)")
         task = parse_task_metric(m["metric"])
         if task is not None and not 1 <= task[1] <= n_tasks(exp):
             raise ConfigError(f"{where}.metric: {m['metric']!r}: the experiment has {n_tasks(exp)} tasks")

@@ -74,9 +74,23 @@ def parse_task_metric(name: str) -> tuple[str, int] | None:
     return (kind, int(task)) if sep and kind in ("acc", "learned") and task.isdigit() else None
 
 
+#: every metric of a run's R (and b) the tables, figures and audit use, in the order they list
+#: them; besides these, each task's ``per_task`` metrics and, with continual evaluation, ``CONTINUAL``
+OF_R = {"acc": lambda R, b: average_accuracy(R), "bwt": lambda R, b: backward_transfer(R), "fwt": forward_transfer,
+        "forgetting": lambda R, b: forgetting(R), "learned": lambda R, b: learned_accuracy(R)}
+#: those a result records (``summary``)
+SUMMARY = ("acc", "bwt", "fwt", "forgetting")
+#: the continual-evaluation metrics (``continual``)
+CONTINUAL = ("min_acc", "wc_acc", "wf")
+
+
 def summary(R, b) -> dict[str, float]:
-    return {"acc": average_accuracy(R), "bwt": backward_transfer(R),
-            "fwt": forward_transfer(R, b), "forgetting": forgetting(R)}
+    return {m: OF_R[m](R, b) for m in SUMMARY}
+
+
+def is_metric_of_R(name: str) -> bool:
+    """Whether ``name`` is a metric of R: one of ``OF_R`` or a per-task one."""
+    return name in OF_R or parse_task_metric(name) is not None
 
 
 # -- continual evaluation: ``points`` = {"iteration": [g], "task": [t], "acc": [[A_0 .. A_t]]}, the
@@ -129,5 +143,5 @@ def windowed_forgetting(points: dict, window: int) -> float:
 def continual(points: dict, steps, window: int) -> dict[str, float]:
     """The continual-evaluation metrics of a run whose task i took ``steps[i]`` updates."""
     ends = np.cumsum(steps).tolist()
-    return {"min_acc": min_accuracy(points, ends), "wc_acc": worst_case_accuracy(points, ends),
-            "wf": windowed_forgetting(points, window)}
+    return dict(zip(CONTINUAL, (min_accuracy(points, ends), worst_case_accuracy(points, ends),
+                                windowed_forgetting(points, window))))

@@ -22,9 +22,9 @@ from .aggregate import read_csv
 from .atomic import atomic_path
 from .config import ConfigError, _load_yaml, labels, seeds_of
 from .figures import SCENARIO_TITLES
-from .metrics import parse_task_metric
+from .metrics import OF_R, parse_task_metric
 
-OTHER_METRICS = ("bwt", "fwt", "forgetting", "learned")
+OTHER_METRICS = tuple(m for m in OF_R if m != "acc")
 CONTINUAL_NAMES = {"min_acc": "min-ACC", "wc_acc": "WC-ACC", "wf": "WF"}   # De Lange et al. 2023
 COUNT_KEYS = ("published", "run", "agree", "close", "disagree", "no_verdict", "not_run")
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("clrepro", "templates"), autoescape=True,
