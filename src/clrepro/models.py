@@ -24,10 +24,31 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+
+#: samples a network takes at once where a method runs it over a whole dataset (memory, not numbers)
+INFERENCE_CHUNK = 4096
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """``model`` in evaluation mode inside the block, then in the mode it was in."""
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+def in_chunks(fn, x: torch.Tensor, size: int = INFERENCE_CHUNK) -> torch.Tensor:
+    """``fn`` of ``x`` (along its first dimension), ``size`` rows at a time, concatenated."""
+    return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
 
 
 class Net(nn.Module):

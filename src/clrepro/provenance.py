@@ -115,6 +115,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "built and samples CORe50's frames below the 300th. `clrepro bit-identity --against "
                         "5a34467`: 108 tiny runs, every method and scenario of the MNIST experiments, stopped and "
                         "resumed, gave the same R, losses, untrained accuracies and method logs, bit for bit",
+    "f51573c1a97089db": "the training code of fa7fc6f; the next versions declare the metric names once "
+                        "(metrics.OF_R) and make the small idioms helpers (generator_for, frozen(model, state), "
+                        "evaluating, in_chunks, classes_before). `clrepro bit-identity --against fa7fc6f`: 110 "
+                        "tiny runs, every method and scenario of the MNIST experiments, stopped and resumed, gave "
+                        "the same R, losses, untrained accuracies and method logs, bit for bit",
 }
 
 

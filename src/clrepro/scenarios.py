@@ -87,6 +87,10 @@ class Benchmark:
         k = self.classes_per_task
         return k if self.scenario == "domain" else k * self.n_tasks
 
+    def classes_before(self, task: int) -> int:
+        """How many classes the tasks before ``task`` hold (the first label of ``task``)."""
+        return self.classes_per_task * task
+
     def active(self, task: int, upto: int) -> tuple[int, int]:
         """Output slice ``[lo, hi)`` for samples of ``task`` when tasks ``0..upto`` have been seen."""
         k = self.classes_per_task
@@ -98,7 +102,7 @@ class Benchmark:
 
     def targets(self, p: torch.Tensor, task: int) -> torch.Tensor:
         """Target index within the active slice (see module docstring)."""
-        return p if self.scenario == "class" else p - self.classes_per_task * task
+        return p if self.scenario == "class" else p - self.classes_before(task)
 
     def to(self, device, memory_format=torch.contiguous_format) -> "Benchmark":
         """On ``device``; image inputs in ``memory_format`` (e.g. channels-last)."""

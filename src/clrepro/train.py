@@ -28,9 +28,11 @@ from .atomic import atomic_path
 from .devices import select_device
 from .methods import REGISTRY
 from .methods import base as method_base
-from .methods.base import ADAM_KERNELS, adam
+from .methods.base import ADAM_KERNELS, adam, generator
 
 log = logging.getLogger("clrepro.train")
+#: test samples scored at once (memory, not numbers)
+EVAL_CHUNK = 8192
 
 
 def load_datasets(spec: dict) -> tuple[datasets.TensorDataset, datasets.TensorDataset]:
@@ -71,7 +73,7 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
 
 def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.TensorDataset:
     """A random ``fraction`` of each class (at least one sample), in the original order."""
-    g = torch.Generator().manual_seed(seed)
+    g = generator(seed)
     keep = []
     for c in ds.y.unique():
         rows = torch.nonzero(ds.y == c).squeeze(1)
@@ -84,19 +86,17 @@ def _subset(ds: datasets.TensorDataset, fraction: float, seed: int) -> datasets.
 def evaluate(model: torch.nn.Module, bench: scenarios.Benchmark, upto: int, scores=None) -> list[float]:
     """Test accuracy on every task, with the classes of tasks ``0..upto`` seen (a row of R);
     ``scores(x, j)`` (a method's, default the model's outputs) is argmaxed over the active units."""
-    was_training = model.training
-    model.eval()
     accs = []
-    for j, task in enumerate(bench.test):
-        lo, hi = bench.active(j, upto)
-        correct = 0
-        for start in range(0, len(task), 8192):
-            idx = torch.arange(start, min(start + 8192, len(task)), device=task.p.device)
-            x = task.inputs(idx)
-            pred = (scores(x, j) if scores else model(x))[:, lo:hi].argmax(1)
-            correct += int((pred == bench.targets(task.p[idx], j)).sum())
-        accs.append(correct / len(task))
-    model.train(was_training)
+    with models.evaluating(model):
+        for j, task in enumerate(bench.test):
+            lo, hi = bench.active(j, upto)
+            correct = 0
+            for start in range(0, len(task), EVAL_CHUNK):
+                idx = torch.arange(start, min(start + EVAL_CHUNK, len(task)), device=task.p.device)
+                x = task.inputs(idx)
+                pred = (scores(x, j) if scores else model(x))[:, lo:hi].argmax(1)
+                correct += int((pred == bench.targets(task.p[idx], j)).sum())
+            accs.append(correct / len(task))
     return accs
 
 
@@ -110,7 +110,7 @@ class ContinualEval:
 
     def __init__(self, bench: scenarios.Benchmark, settings: dict, seed: int):
         self.settings, self.every = settings, settings["every"]
-        gen = torch.Generator().manual_seed(seed)
+        gen = generator(seed)
         subsets = []
         for task in bench.test:
             rows = torch.randperm(len(task), generator=gen)[:settings["test_subset"]].sort().values

@@ -34,6 +34,11 @@ def adam(params, lr: float, betas=(0.9, 0.999)) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), **{adam_kernel: True})
 
 
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``: where every random draw of a method comes from."""
+    return torch.Generator().manual_seed(seed)
+
+
 REQUIRED = type("Required", (), {"__repr__": lambda self: "<required>"})()
 """Default of a hyperparameter that the configuration must set."""
 
@@ -59,7 +64,7 @@ class Sampler:
 
     def __init__(self, bench: Benchmark, tasks: list[int], upto: int, seed: int, drop_last: bool = True):
         self.bench, self.tasks, self.upto, self.drop_last = bench, tasks, upto, drop_last
-        self.gen = torch.Generator().manual_seed(seed)
+        self.gen = generator(seed)
         self.sizes = [len(bench.train[t]) for t in tasks]
         self.size = sum(self.sizes)   # training samples of the tasks drawn from
         self.offsets = torch.tensor([0] + self.sizes).cumsum(0)
@@ -113,11 +118,14 @@ class Sampler:
         return out
 
 
-def frozen(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` in evaluation mode without gradients (a teacher, a snapshot)."""
+def frozen(model: nn.Module, state: dict | None = None) -> nn.Module:
+    """A copy of ``model`` in evaluation mode without gradients (a teacher, a snapshot); with
+    ``state``, the snapshot a checkpoint saved (``model`` gives its structure)."""
     copy = deepcopy(model).eval()
     for p in copy.parameters():
         p.requires_grad_(False)
+    if state is not None:
+        copy.load_state_dict(state)
     return copy
 
 
@@ -243,6 +251,10 @@ class Method:
     def seed_for(self, task: int, purpose: str) -> int:
         """A seed derived from the run's data seed, the task and a purpose string."""
         return derive_seed(self.seed, task, purpose)
+
+    def generator_for(self, task: int, purpose: str) -> torch.Generator:
+        """A generator seeded with ``seed_for(task, purpose)``."""
+        return generator(self.seed_for(task, purpose))
 
     def on_device(self, obj):
         """``obj`` (tensors in lists, tuples, dicts) on the model's device: checkpoints are

@@ -126,7 +126,7 @@ class BIR(Replaying):
         level = math.prod(self.bench.input_shape) if k == 0 else linears[k - 1].out_features
         widths = [m.out_features for m in reversed(linears[k:])]
         device = next(self.model.parameters()).device
-        gen = torch.Generator().manual_seed(self.seed_for(0, "generator"))
+        gen = self.generator_for(0, "generator")
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):   # the run's RNG untouched
             torch.manual_seed(self.seed_for(0, "generator"))
             self.gen = FeedbackGenerator(widths[0], self.hp["latent"], widths, level,
@@ -151,7 +151,7 @@ class BIR(Replaying):
 
     def _global(self, b: Batch) -> torch.Tensor:
         """Each sample's class among all the benchmark's (what the generator is conditioned on)."""
-        return b.y if self.bench.scenario == "class" else b.y + self.bench.classes_per_task * b.task
+        return b.y if self.bench.scenario == "class" else b.y + self.bench.classes_before(b.task)
 
     def loss(self, outputs, batches):
         (b,) = batches
@@ -191,8 +191,6 @@ class BIR(Replaying):
 
     def load_state_dict(self, state: dict) -> None:
         if state["previous"] is not None:
-            self.end_task(-1)   # the snapshots' structure; their weights follow
-            for m, s in zip(self.previous, state["previous"]):
-                m.load_state_dict(s)
+            self.previous = tuple(frozen(m, s) for m, s in zip((self.model, self.gen), state["previous"]))
         self.gen.load_state_dict(state["gen"])
         self.gen_opt.load_state_dict(state["gen_opt"])

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import GrowingMLP
+from ..models import GrowingMLP, in_chunks
 from .base import Batch, adam, cross_entropy, frozen
 from .dgr import VAE
 from .replay import Replaying
@@ -107,13 +107,13 @@ class CLN(Replaying):
         x = torch.sigmoid(vae.decoder(z)).view(len(c), *self.bench.input_shape)
         if judge is None or not self.hp["filter"]:
             return x, c
-        keep = judge(x)[:, :self.bench.classes_per_task * self.task].argmax(1) == c
+        keep = judge(x)[:, :self.bench.classes_before(self.task)].argmax(1) == c
         return x[keep], c[keep]
 
     def _classes(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """``n`` old classes drawn uniformly (``oversample`` times as many when filtering)."""
         m = self.hp["oversample"] * n if self.hp["filter"] else n
-        return torch.randint(self.bench.classes_per_task * self.task, (m,), generator=gen).to(self.stat_mean.device)
+        return torch.randint(self.bench.classes_before(self.task), (m,), generator=gen).to(self.stat_mean.device)
 
     def begin_task(self, task: int) -> None:
         super().begin_task(task)
@@ -142,7 +142,7 @@ class CLN(Replaying):
     def prepare(self, task: int) -> None:
         if task == 0:
             return
-        gen = torch.Generator().manual_seed(self.seed_for(task, "neurogenesis"))
+        gen = self.generator_for(task, "neurogenesis")
         born = self.model.grow(self.grow)
         data = self.bench.train[task]
         with torch.no_grad():
@@ -189,7 +189,7 @@ class CLN(Replaying):
         before = (frozen(self.vae), self.stat_mean.clone(), self.stat_chol.clone())
         if task:
             self.vae.alive += self.hp["grow_latent"]
-        gen = torch.Generator().manual_seed(self.seed_for(task, "generator"))
+        gen = self.generator_for(task, "generator")
         data, bs = self.bench.train[task], self.hp["batch_size"]
 
         def replayed(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -209,11 +209,11 @@ class CLN(Replaying):
         self.vae.eval()
         groups = [(data.inputs(), data.p)]
         if task:
-            old = torch.arange(self.bench.classes_per_task * task, device=self.stat_mean.device)
+            old = torch.arange(self.bench.classes_before(task), device=self.stat_mean.device)
             groups.append(replayed(old.repeat_interleave(self.hp["stat_samples"])))
         with torch.no_grad():
             for x, p in groups:
-                mu = torch.cat([self.vae.encode(x[i:i + 4096])[0] for i in range(0, len(x), 4096)])
+                mu = in_chunks(lambda xs: self.vae.encode(xs)[0], x)
                 for c in p.unique().tolist():
                     self._fit(c, mu[p == c])
         self.teacher = judge
@@ -249,5 +249,4 @@ class CLN(Replaying):
         self.vae.load_state_dict(state["vae"])
         self.stat_mean, self.stat_chol = self.on_device(state["stat_mean"]), self.on_device(state["stat_chol"])
         if state["teacher"] is not None:
-            self.teacher = frozen(self.model)
-            self.teacher.load_state_dict(state["teacher"])
+            self.teacher = frozen(self.model, state["teacher"])

@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models import CNN, MLP, SqueezeNet
+from ..models import CNN, MLP, SqueezeNet, evaluating
 from .base import REQUIRED, Batch, cross_entropy
 from .replay import Buffer, Replaying
 
@@ -131,7 +131,7 @@ class CRUMB(Replaying):
         if task == 0 and isinstance(self.model, SqueezeNet) and self.model.pretrained is not None and not self.frozen:
             self.freeze()   # the reference's --freeze_feature_extract: f keeps its ImageNet weights
         if task == 0:   # sample_first_batch: the codebook's entries from the values of f's features
-            gen = torch.Generator().manual_seed(self.seed_for(0, "codebook"))
+            gen = self.generator_for(0, "codebook")
             data = self.bench.train[0]
             rows = torch.randperm(len(data), generator=gen)[:self.hp["init_samples"]].to(data.p.device)
             with torch.no_grad():
@@ -183,13 +183,11 @@ class CRUMB(Replaying):
     def end_task(self, task: int) -> None:
         if task == 0 and not self.frozen:
             self.freeze()
-        was = self.model.training
-        self.model.eval()
 
         def store(x):
             return self.encode(self.extract(x)).to(self.code_dtype)
-        self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), encode=store)
-        self.model.train(was)
+        with evaluating(self.model):
+            self.buffer.add(self.bench, task, self.generator_for(task, "select"), encode=store)
 
     def freeze(self) -> None:
         """f is base-initialised: no gradient reaches it again (its stale gradients are dropped, so

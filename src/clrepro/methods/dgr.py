@@ -124,8 +124,6 @@ class DGR(Replaying):
 
     def load_state_dict(self, state: dict) -> None:
         if state["old_vae"] is not None:
-            self.end_task(-1)   # the snapshots' structure; their weights follow
-            self.old_vae.load_state_dict(state["old_vae"])
-            self.teacher.load_state_dict(state["teacher"])
+            self.old_vae, self.teacher = frozen(self.vae, state["old_vae"]), frozen(self.model, state["teacher"])
         self.vae.load_state_dict(state["vae"])
         self.vae_opt.load_state_dict(state["vae_opt"])

@@ -10,8 +10,6 @@ every checkpoint. ``budget`` (total samples, shared by the classes seen) replace
 when given."""
 from __future__ import annotations
 
-import torch
-
 from .base import Batch, cross_entropy
 from .replay import Buffer, Replaying
 
@@ -41,7 +39,7 @@ class ER(Replaying):
         return self.mix(current, cross_entropy(outputs[n:], batches[n:]))
 
     def end_task(self, task: int) -> None:
-        self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)
+        self.buffer.add(self.bench, task, self.generator_for(task, "select"), self.model)
 
     def state_dict(self) -> dict:
         return {"buffer": self.buffer.state_dict()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models import evaluating, in_chunks
 from .base import REQUIRED
 from .importance import linear_only, linear_sums, per_sample_grads
 from .quadratic import QuadraticPenalty
@@ -31,35 +32,33 @@ def fisher_diagonal(model, x: torch.Tensor, y: torch.Tensor, lo: int, hi: int, v
     ``engine``: ``linear`` (outer-product sums, MLPs), ``vmap`` (any model) or ``auto``."""
     if variant not in FISHER_VARIANTS:
         raise ValueError(f"fisher: unknown variant {variant!r}; choose one of {FISHER_VARIANTS}")
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        probs = torch.cat([F.softmax(model(x[i:i + 4096])[:, lo:hi], 1) for i in range(0, len(x), 4096)])
-    if variant == "empirical":
-        labels = [y]
-    elif variant == "predicted":
-        labels = [probs.argmax(1)]
-    elif variant == "sampled":
-        labels = [torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)]
-    else:
-        labels = [torch.full_like(y, c) for c in range(hi - lo)]
-    weights = [probs[:, c] for c in range(hi - lo)] if variant == "exact" else [torch.ones_like(probs[:, 0])]
-    onehots = [F.one_hot(lab, hi - lo).to(x.dtype) for lab in labels]
+    with evaluating(model):
+        with torch.no_grad():
+            probs = in_chunks(lambda xs: F.softmax(model(xs)[:, lo:hi], 1), x)
+        if variant == "empirical":
+            labels = [y]
+        elif variant == "predicted":
+            labels = [probs.argmax(1)]
+        elif variant == "sampled":
+            labels = [torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(1).to(x.device)]
+        else:
+            labels = [torch.full_like(y, c) for c in range(hi - lo)]
+        weights = [probs[:, c] for c in range(hi - lo)] if variant == "exact" else [torch.ones_like(probs[:, 0])]
+        onehots = [F.one_hot(lab, hi - lo).to(x.dtype) for lab in labels]
 
-    if engine == "linear" or (engine == "auto" and linear_only(model)):
-        def scalars(z, rows):
-            logp = F.log_softmax(z[:, lo:hi], 1)
+        if engine == "linear" or (engine == "auto" and linear_only(model)):
+            def scalars(z, rows):
+                logp = F.log_softmax(z[:, lo:hi], 1)
+                for oh, w in zip(onehots, weights):
+                    yield (logp * oh[rows]).sum(1), w[rows]
+            fisher = linear_sums(model, x, scalars, torch.square, chunk)
+        else:
+            fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
             for oh, w in zip(onehots, weights):
-                yield (logp * oh[rows]).sum(1), w[rows]
-        fisher = linear_sums(model, x, scalars, torch.square, chunk)
-    else:
-        fisher = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-        for oh, w in zip(onehots, weights):
-            for rows, g in per_sample_grads(model, x, lambda z, o: (F.log_softmax(z[lo:hi], 0) * o).sum(),
-                                            oh, chunk):
-                for n, gn in g.items():
-                    fisher[n] += torch.einsum("b,b...->...", w[rows], gn.pow(2))
-    model.train(was_training)
+                for rows, g in per_sample_grads(model, x, lambda z, o: (F.log_softmax(z[lo:hi], 0) * o).sum(),
+                                                oh, chunk):
+                    for n, gn in g.items():
+                        fisher[n] += torch.einsum("b,b...->...", w[rows], gn.pow(2))
     return {n: f / len(x) for n, f in fisher.items()}
 
 
@@ -70,7 +69,7 @@ class EWC(QuadraticPenalty):
 
     def end_task(self, task: int) -> None:
         data = self.bench.train[task]
-        gen = torch.Generator().manual_seed(self.seed_for(task, "fisher"))
+        gen = self.generator_for(task, "fisher")
         idx = None
         if self.hp["fisher_n"] is not None and self.hp["fisher_n"] < len(data):
             idx = torch.randperm(len(data), generator=gen)[: self.hp["fisher_n"]].to(data.p.device)

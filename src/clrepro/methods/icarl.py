@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..models import evaluating
 from .base import Batch, forward, frozen
 from .replay import Buffer, Replaying
 
@@ -48,7 +49,7 @@ class ICaRL(Replaying):
         y = torch.cat([b.y for b in batches])
         target = F.one_hot(y, z.shape[1]).to(z.dtype)
         if self.teacher is not None:
-            old = self.bench.classes_per_task * self.task   # the classes before this task
+            old = self.bench.classes_before(self.task)
             with torch.no_grad():
                 teacher = torch.cat(forward(self.teacher, batches))[:, :old]
             target[:, :old] = torch.sigmoid(teacher / self.hp["temperature"])
@@ -56,19 +57,17 @@ class ICaRL(Replaying):
 
     @torch.no_grad()
     def end_task(self, task: int) -> None:
-        self.buffer.add(self.bench, task, torch.Generator().manual_seed(self.seed_for(task, "select")), self.model)
+        self.buffer.add(self.bench, task, self.generator_for(task, "select"), self.model)
         self.update_means()
         self.teacher = frozen(self.model)
 
     @torch.no_grad()
     def update_means(self) -> None:
-        was = self.model.training
-        self.model.eval()
-        phi = F.normalize(self.model.embed(self.buffer.x).flatten(1), dim=1)
+        with evaluating(self.model):
+            phi = F.normalize(self.model.embed(self.buffer.x).flatten(1), dim=1)
         self.means = torch.full((self.bench.n_outputs, phi.shape[1]), float("nan"), device=phi.device)
         for c in self.buffer.p.unique():
             self.means[c] = F.normalize(phi[self.buffer.p == c].mean(0), dim=0)
-        self.model.train(was)
 
     def scores(self, x: torch.Tensor, task: int) -> torch.Tensor:
         """Minus the distance to each class mean (-inf for classes without exemplars)."""
@@ -85,5 +84,4 @@ class ICaRL(Replaying):
         self.buffer.load_state_dict(self.on_device(state["buffer"]))
         self.means = self.on_device(state["means"])
         if state["teacher"] is not None:
-            self.teacher = frozen(self.model)
-            self.teacher.load_state_dict(state["teacher"])
+            self.teacher = frozen(self.model, state["teacher"])

@@ -79,5 +79,4 @@ class LwF(Method):
 
     def load_state_dict(self, state: dict) -> None:
         if state["teacher"] is not None:
-            self.end_task(-1)
-            self.teacher.load_state_dict(state["teacher"])
+            self.teacher = frozen(self.model, state["teacher"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..models import evaluating
 from .base import REQUIRED
 from .importance import linear_only, linear_sums, per_sample_grads
 from .quadratic import QuadraticPenalty
@@ -13,17 +14,15 @@ from .quadratic import QuadraticPenalty
 
 def mas_importance(model, x: torch.Tensor, lo: int, hi: int, chunk: int = 512, engine: str = "auto"
                    ) -> dict[str, torch.Tensor]:
-    was_training = model.training
-    model.eval()
-    if engine == "linear" or (engine == "auto" and linear_only(model)):
-        omega = linear_sums(model, x, lambda z, rows: [(z[:, lo:hi].pow(2).sum(1), torch.ones_like(z[:, 0]))],
-                            torch.abs, chunk)
-    else:
-        omega = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
-        for _, g in per_sample_grads(model, x, lambda z, _: z[lo:hi].pow(2).sum(), chunk=chunk):
-            for n, gn in g.items():
-                omega[n] += gn.abs().sum(0)
-    model.train(was_training)
+    with evaluating(model):
+        if engine == "linear" or (engine == "auto" and linear_only(model)):
+            omega = linear_sums(model, x, lambda z, rows: [(z[:, lo:hi].pow(2).sum(1), torch.ones_like(z[:, 0]))],
+                                torch.abs, chunk)
+        else:
+            omega = {n: torch.zeros_like(p) for n, p in model.named_parameters() if p.requires_grad}
+            for _, g in per_sample_grads(model, x, lambda z, _: z[lo:hi].pow(2).sum(), chunk=chunk):
+                for n, gn in g.items():
+                    omega[n] += gn.abs().sum(0)
     return {n: o / len(x) for n, o in omega.items()}
 
 

@@ -16,9 +16,12 @@ Selection, when a task ends, among each of its classes' training samples:
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 
+from ..models import evaluating, in_chunks
 from ..scenarios import Benchmark
 from .base import Batch, Method
 
@@ -83,22 +86,17 @@ class Buffer:
         if self.total and len(self):
             self._keep_first(m)
         xs, ps = [], []
-        was_training = model is not None and model.training
-        if model is not None:
-            model.eval()
-        for c in classes:
-            rows = torch.nonzero(data.p == c).squeeze(1)
-            if self.selection == "herding":
-                phi = torch.cat([model.embed(data.inputs(rows[i:i + 4096])).flatten(1)
-                                 for i in range(0, len(rows), 4096)])
-                pick = herding(phi, m, self.unit_mean)
-            else:
-                pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
-            sel = rows[pick]
-            xs.append(encode(data.inputs(sel)) if encode else data.inputs(sel))
-            ps.append(data.p[sel])
-        if model is not None:
-            model.train(was_training)
+        with evaluating(model) if model is not None else nullcontext():
+            for c in classes:
+                rows = torch.nonzero(data.p == c).squeeze(1)
+                if self.selection == "herding":
+                    phi = in_chunks(lambda r: model.embed(data.inputs(r)).flatten(1), rows)
+                    pick = herding(phi, m, self.unit_mean)
+                else:
+                    pick = reservoir(len(rows), m, gen, rows.device)[torch.randperm(min(m, len(rows)), generator=gen)]
+                sel = rows[pick]
+                xs.append(encode(data.inputs(sel)) if encode else data.inputs(sel))
+                ps.append(data.p[sel])
         x, p = torch.cat(xs), torch.cat(ps)
         t = torch.full_like(p, task)
         self.x = x if self.x is None else torch.cat([self.x, x])
@@ -147,7 +145,7 @@ class Replaying(Method):
 
     def begin_task(self, task: int) -> None:
         super().begin_task(task)
-        self.replay_gen = torch.Generator().manual_seed(self.seed_for(task, "replay"))
+        self.replay_gen = self.generator_for(task, "replay")
 
     def memory(self) -> dict:
         return self.buffer.footprint() if hasattr(self, "buffer") else {}

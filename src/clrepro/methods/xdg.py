@@ -47,7 +47,7 @@ class XdG(Method):
 
     def draw(self, task: int) -> list[torch.Tensor]:
         """Task ``task``'s gates: per hidden layer a 0/1 vector, 0 for the gated units."""
-        gen = torch.Generator().manual_seed(self.seed_for(task, "xdg"))
+        gen = self.generator_for(task, "xdg")
         masks = []
         for lin in self.linears:
             width = lin.out_features
