@@ -72,7 +72,7 @@ def test_replay_trains_the_top_and_the_codebook_never_the_frozen_extractor(toy_b
     f = model.features[0].weight.detach().clone()
     m.begin_task(1)
     batches = m.train_batches(16)
-    assert [b.x.is_floating_point() for b in batches] == [True, False]   # the current batch, then stored indices
+    assert [b.replayed for b in batches] == [False, True]          # the current batch, then stored indices
     outputs = m.forward(batches)
     replay_only = m.hp["coef"] * F.cross_entropy(outputs[1][0][:, batches[1].lo:batches[1].hi], batches[1].y)
     opt.zero_grad(set_to_none=False)

@@ -6,7 +6,7 @@ import torch
 from clrepro import models
 from clrepro.methods import AGEM, ER
 from clrepro.methods.agem import project
-from clrepro.methods.base import forward, cross_entropy
+from clrepro.methods.base import cross_entropy, forward, n_current
 from clrepro.methods.replay import Buffer, herding, reservoir
 
 
@@ -187,7 +187,7 @@ def test_er_loss_weights_current_and_replay_by_tasks_seen(toy_bench):
         m.end_task(t)
     m.begin_task(2)
     batches = m.train_batches(8)
-    n = m.n_current
+    n = n_current(batches)
     assert sum(len(b.y) for b in batches[:n]) == 8 and sum(len(b.y) for b in batches[n:]) == 8
     assert {b.task for b in batches[n:]} <= {0, 1} and all((b.lo, b.hi) == (0, 6) for b in batches)
     out = forward(model, batches)

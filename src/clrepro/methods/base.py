@@ -45,13 +45,21 @@ REQUIRED = type("Required", (), {"__repr__": lambda self: "<required>"})()
 
 @dataclass
 class Batch:
-    """Inputs and targets of one task, scored on output units ``[lo, hi)``."""
+    """Inputs and targets of one task, scored on output units ``[lo, hi)``; ``replayed``: stored or
+    generated samples of earlier tasks, not the current task's data (a step's replayed batches come
+    after its current ones)."""
 
     x: torch.Tensor
     y: torch.Tensor
     lo: int
     hi: int
     task: int
+    replayed: bool = False
+
+
+def n_current(batches: list[Batch]) -> int:
+    """How many of ``batches`` are the current task's (they come first; the rest are replayed)."""
+    return sum(not b.replayed for b in batches)
 
 
 class Sampler:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import GrowingMLP, in_chunks
-from .base import Batch, adam, cross_entropy, frozen
+from .base import Batch, adam, cross_entropy, frozen, n_current
 from .dgr import VAE
 from .replay import Replaying
 
@@ -120,19 +120,19 @@ class CLN(Replaying):
         self.kept = [0, 0]
 
     def train_batches(self, batch_size: int):
-        self.current = self.sampler.batches(batch_size)
+        current = self.sampler.batches(batch_size)
         if self.task == 0:
-            return self.current
+            return current
         c = self._classes(batch_size, self.replay_gen)
         x, kept = self.sample(self.vae, self.stat_mean, self.stat_chol, c, self.replay_gen, self.teacher)
         self.kept = [self.kept[0] + len(kept), self.kept[1] + len(c)]
         lo, hi = self.bench.active(self.task, self.task)
-        return self.current + [Batch(x[:batch_size], kept[:batch_size], lo, hi, self.task)]
+        return current + [Batch(x[:batch_size], kept[:batch_size], lo, hi, self.task, replayed=True)]
 
     def loss(self, outputs, batches):
         if self.task == 0:
             return cross_entropy(outputs, batches)
-        n = len(self.current)
+        n = n_current(batches)
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches[-1].y) == 0:   # the filter kept nothing
             return current

@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import CNN, MLP, SqueezeNet, evaluating
-from .base import REQUIRED, Batch, cross_entropy
+from .base import REQUIRED, Batch, cross_entropy, n_current
 from .replay import Buffer, Replaying
 
 SCORES = ("direct", "reconstructed")
@@ -145,7 +145,7 @@ class CRUMB(Replaying):
         return current + replay
 
     def step_groups(self, batches: list[Batch]) -> list[list[Batch]]:
-        n = sum(map(_current, batches))
+        n = n_current(batches)
         if self.hp["replay_step"] == "summed" or n == len(batches):
             return [batches]
         return [batches[:n], batches[n:]]
@@ -154,7 +154,7 @@ class CRUMB(Replaying):
         """Per batch: g on the reconstructed features, and (first task) g on the features themselves."""
         outputs = []
         for b in batches:
-            if not _current(b):                       # stored indices
+            if b.replayed:                                # stored indices
                 outputs.append((self.top(self.decode(b.x)), None))
                 continue
             z = self.extract(b.x)
@@ -164,7 +164,7 @@ class CRUMB(Replaying):
     def loss(self, outputs, batches):
         """CE of the current batches (+ CE of g(z) before the freeze) + coef x CE of the replayed;
         the current batches come first."""
-        n = sum(map(_current, batches))
+        n = n_current(batches)
         loss = None
         if n:
             loss = cross_entropy([o[0] for o in outputs[:n]], batches[:n])
@@ -218,8 +218,3 @@ class CRUMB(Replaying):
         self.buffer.load_state_dict(self.on_device(state["buffer"]))
         if state["frozen"]:
             self.freeze()
-
-
-def _current(batch: Batch) -> bool:
-    """A batch of inputs, not of stored indices (integers)."""
-    return batch.x.is_floating_point()

@@ -10,7 +10,7 @@ every checkpoint. ``budget`` (total samples, shared by the classes seen) replace
 when given."""
 from __future__ import annotations
 
-from .base import Batch, cross_entropy
+from .base import Batch, cross_entropy, n_current
 from .replay import Buffer, Replaying
 
 
@@ -27,12 +27,10 @@ class ER(Replaying):
         return self.buffer.batches(self.bench, n, self.task, self.replay_gen) if len(self.buffer) else []
 
     def train_batches(self, batch_size: int) -> list[Batch]:
-        current = self.sampler.batches(batch_size)
-        self.n_current = len(current)
-        return current + self.replay(batch_size)
+        return self.sampler.batches(batch_size) + self.replay(batch_size)
 
     def loss(self, outputs, batches):
-        n = self.n_current
+        n = n_current(batches)
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches) == n:
             return current

@@ -121,7 +121,7 @@ class Buffer:
         for t in self.task[idx].unique().tolist():
             sel = idx[self.task[idx] == t]
             lo, hi = bench.active(t, upto)
-            out.append(Batch(self.x[sel], bench.targets(self.p[sel], t), lo, hi, t))
+            out.append(Batch(self.x[sel], bench.targets(self.p[sel], t), lo, hi, t, replayed=True))
         return out
 
     def footprint(self) -> dict:
