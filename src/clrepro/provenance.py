@@ -120,6 +120,11 @@ EQUIVALENT_TRAINING_CODE = {
                         "evaluating, in_chunks, classes_before). `clrepro bit-identity --against fa7fc6f`: 110 "
                         "tiny runs, every method and scenario of the MNIST experiments, stopped and resumed, gave "
                         "the same R, losses, untrained accuracies and method logs, bit for bit",
+    "2b29ccd6f728bfd8": "the training code of c1a543d; the next version marks replayed batches (Batch.replayed) "
+                        "instead of passing the current batches' count between hooks. `clrepro bit-identity "
+                        "--against c1a543d`: 110 tiny runs, every method and scenario of the MNIST experiments, "
+                        "stopped and resumed, gave the same R, losses, untrained accuracies and method logs, bit "
+                        "for bit",
 }
 
 
