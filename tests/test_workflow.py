@@ -154,21 +154,22 @@ def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
 
 
 def test_report_says_when_it_holds_fewer_seeds_than_configured(workflow_run, tmp_path):
-    """`--config seeds=1` reaches the report's command (in the resolved configuration every job
-    reads), and the report then names the shortfall."""
+    """`--config seeds=1` reaches the report's job (the resolved configuration every job reads,
+    named in its environment), and the report then names the shortfall."""
     out, work = workflow_run
     proc = snakemake(work, "--cores", "1", "--dry-run", "--printshellcmds", "--forcerun", "report",
                      "--config", "seeds=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rule train:" not in proc.stdout
     command = next(line for line in proc.stdout.splitlines() if "clrepro report " in line)
-    resolved = command.split("--config ")[1].split()[0]
-    assert yaml.safe_load((work / resolved).read_text())["seeds"] == 1
+    assert "--config" not in command                  # the job's environment names the file
+    resolved = [p for p in (work / ".snakemake" / "clrepro").glob("config-*.yaml")
+                if yaml.safe_load(p.read_text()).get("seeds") == 1]
+    assert len(resolved) == 1
     page = tmp_path / "report.html"
-    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--config", resolved,
-                           "--summary-csv", str(out / "summary.csv"),
+    proc = subprocess.run([sys.executable, "-m", "clrepro", "report", "--summary-csv", str(out / "summary.csv"),
                            "--runs-csv", str(out / "runs.csv"), "--out", str(page)],
-                          cwd=work, capture_output=True, text=True, env=env())
+                          cwd=work, capture_output=True, text=True, env=dict(env(), CLREPRO_CONFIG=str(resolved[0])))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "This report holds 1 of the 2 seeds" in page.read_text()
     assert "This report holds" not in (out / "report.html").read_text()
