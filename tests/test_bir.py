@@ -6,14 +6,16 @@ import torch.nn.functional as F
 
 from clrepro import models
 from clrepro.methods import BIR
+from clrepro.methods.base import defaults
 from clrepro.methods.bir import FeedbackGenerator
 from clrepro.methods.lwf import distillation
+from clrepro.train import learn
 
 
 def _bir(bench, hidden=(16,), **hp):
     torch.manual_seed(0)
     model = models.build({"type": "mlp", "hidden": list(hidden)}, bench.input_shape, bench.n_outputs)
-    return BIR(model, bench, dict(BIR.hyperparameters, latent=4) | hp, seed=0), model
+    return BIR(model, bench, dict(defaults(BIR.hyperparameters), latent=4) | hp, seed=0), model
 
 
 def test_kl_against_the_class_mode_is_the_closed_form():
@@ -54,12 +56,13 @@ def test_replay_is_conditional_and_distilled_from_the_previous_network(toy_bench
         for p in model.parameters():
             p.add_(0.05)
     m.begin_task(2)                                      # two tasks seen before: classes 0..3
-    batches = m.train_batches(16)
-    (b,) = batches
+    step = m.draw(16)
+    (b,) = step.batches
     assert set(m._global(b).tolist()) == {4, 5}          # the generator's classes: global, in every scenario
     state = m.replay_gen.get_state()
     torch.manual_seed(1)
-    loss = m.loss(m.forward(batches), batches)
+    step.outputs = m.forward(step)
+    loss = m.loss(step)
     # by hand, with the same draws
     g = torch.Generator()
     g.set_state(state)
@@ -91,11 +94,7 @@ def test_internal_replay_feeds_hidden_activations_and_freezes_the_layers_below(t
     def train(task, steps=5):
         m.begin_task(task)
         for _ in range(steps):
-            batches = m.train_batches(8)
-            opt.zero_grad(set_to_none=False)
-            m.loss(m.forward(batches), batches).backward()
-            opt.step()
-            m.after_step()
+            learn(m, opt, m.draw(8), amp={"device_type": "cpu", "enabled": False})
 
     first = model.features[0].weight.clone()
     train(0)

@@ -6,6 +6,7 @@ import torch
 
 from clrepro import models
 from clrepro.methods import CLN
+from clrepro.methods.base import defaults
 
 
 def _net(hidden=(3, 2), capacity=(6, 5), outputs=4):
@@ -45,7 +46,7 @@ def test_growing_mlp_refuses_a_capacity_below_its_width():
 def _cln(bench, **hp):
     torch.manual_seed(0)
     model = models.build({"type": "mlp", "hidden": [8, 6], "capacity": [14, 12]}, bench.input_shape, bench.n_outputs)
-    m = CLN(model, bench, dict(CLN.hyperparameters, grow_units=3, latent=2, grow_latent=1, vae_hidden=[12],
+    m = CLN(model, bench, dict(defaults(CLN.hyperparameters), grow_units=3, latent=2, grow_latent=1, vae_hidden=[12],
                                stat_samples=20, batch_size=16) | hp, seed=0)
     m.steps = 20
     return m, model
@@ -86,7 +87,7 @@ def test_filtered_replay_keeps_only_what_the_previous_classifier_assigns_to_the_
     m.begin_task(0)
     m.end_task(0)
     m.begin_task(1)
-    batches = m.train_batches(16)
+    batches = m.draw(16).batches
     replay = batches[-1]
     assert len(batches) == 2 and 0 < len(replay.y) <= 16 and set(replay.y.tolist()) <= {0, 1}
     assert (m.teacher(replay.x)[:, :2].argmax(1) == replay.y).all()
@@ -110,7 +111,7 @@ def test_cln_needs_a_network_with_room_to_grow(toy_bench):
     bench = toy_bench("class")
     model = models.build({"type": "mlp", "hidden": [8]}, bench.input_shape, bench.n_outputs)
     with pytest.raises(ValueError, match="capacity"):
-        CLN(model, bench, dict(CLN.hyperparameters), seed=0)
+        CLN(model, bench, defaults(CLN.hyperparameters), seed=0)
     model = models.build({"type": "mlp", "hidden": [8], "capacity": [9]}, bench.input_shape, bench.n_outputs)
     with pytest.raises(ValueError, match="capacity"):
-        CLN(model, bench, dict(CLN.hyperparameters, grow_units=1), seed=0)   # 2 births of 1 in a room of 1
+        CLN(model, bench, dict(defaults(CLN.hyperparameters), grow_units=1), seed=0)   # 2 births of 1 in a room of 1

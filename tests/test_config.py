@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 import clrepro.methods.lwf
-from clrepro import config
+from clrepro import config, methods
 from clrepro.config import ConfigError
 from clrepro.methods.base import derive_seed
 from conftest import REPO
@@ -49,12 +49,12 @@ def edit_yaml(path: Path, fn):
 
 def test_load_paper_config_and_runs(cfg):
     assert cfg["preset"] == "paper"
-    assert list(cfg["_experiments"]) == [EXP, "split_mnist_si17", "permuted_mnist_si17", "permuted_mnist_vdv19",
+    assert list(cfg.experiments) == [EXP, "split_mnist_si17", "permuted_mnist_si17", "permuted_mnist_vdv19",
                                          "split_cifar_si17", "split_mnist_sdm23", "rotated_mnist_stability_gap",
                                          "split_mnist_stability_gap", "crumb_split_mnist", "crumb_stream_cifar100",
                                          "crumb_stream_core50"]
-    assert list(cfg["_simulations"]) == ["consolidation_shaham22"]
-    exp = cfg["_experiments"][EXP]
+    assert list(cfg.simulations) == ["consolidation_shaham22"]
+    exp = cfg.experiments[EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
     assert len(runs) == PER_SEED * 20 == 1060
@@ -72,7 +72,7 @@ def test_load_paper_config_and_runs(cfg):
 
 def test_quick_preset_applies_overrides(in_repo):
     cfg = config.load("config/config.yaml", {"preset": "quick"})
-    exp = cfg["_experiments"][EXP]
+    exp = cfg.experiments[EXP]
     assert exp["seeds"] == 2 and exp["iters_per_task"] == 60 and exp["train_subset"] == 0.25
     assert exp["model"] == {"type": "mlp", "hidden": [100, 100]}   # the experiment's own preset
     assert len([r for r in config.runs(cfg) if r.experiment == EXP]) == PER_SEED * 2
@@ -177,17 +177,37 @@ def test_unknown_hyperparameter_of_method(cfg_copy):
         config.load(cfg_copy)
 
 
+def test_hyperparameter_values_are_checked_against_their_methods_declarations(cfg_copy):
+    exp = cfg_copy.parent / "experiments" / f"{EXP}.yaml"
+    edit_yaml(exp, lambda d: d["methods"]["si"].update({"gradient": "totl"}))
+    with pytest.raises(ConfigError, match=r"methods\.si\.gradient: 'totl' is not one of \['unregularised', 'total'\]"):
+        config.load(cfg_copy)
+    edit_yaml(exp, lambda d: (d["methods"]["si"].pop("gradient"), d["methods"]["dgr"].update({"latent": 0})))
+    with pytest.raises(ConfigError, match=r"methods\.dgr\.latent: 0 is less than the minimum of 1"):
+        config.load(cfg_copy)
+
+
+@pytest.mark.parametrize("name", sorted(methods.REGISTRY))
+def test_every_declared_hyperparameter_is_described_and_its_default_valid(name):
+    import jsonschema
+    cls = methods.REGISTRY[name]
+    for key, h in {**cls.hyperparameters, **cls.optional_hyperparameters}.items():
+        assert h.help.endswith("."), f"{name}.{key}"
+        if h.default is not methods.REQUIRED:
+            jsonschema.validate(h.default, h.schema())
+
+
 def test_method_models_merge_into_the_experiments_or_replace_it(cfg):
     sdm = "split_mnist_sdm23"
     ablation = config.resolve(cfg, config.Run(sdm, "class", "sdm_no_norm", 0))["model"]
     assert ablation == {"type": "sdm", "neurons": 1000, "k": 10, "activation": "gaba", "switch_after": 100000,
                         "normalize": False}
     assert config.resolve(cfg, config.Run(sdm, "class", "relu_si", 0))["model"] == {"type": "mlp", "hidden": [1000]}
-    assert config.resolve(cfg, config.Run(sdm, "class", "sdm", 0))["model"] == cfg["_experiments"][sdm]["model"]
+    assert config.resolve(cfg, config.Run(sdm, "class", "sdm", 0))["model"] == cfg.experiments[sdm]["model"]
 
 
 def test_method_optimizers_merge_into_the_experiments_or_replace_it(cfg):
-    exp = cfg["_experiments"][EXP]
+    exp = cfg.experiments[EXP]
     assert config.resolve(cfg, config.Run(EXP, "class", "agem_sgd", 0))["optimizer"] == {"name": "sgd", "lr": 0.1}
     assert config.resolve(cfg, config.Run(EXP, "class", "agem", 0))["optimizer"] == exp["optimizer"]
     same = {**exp, "methods": {"m": {"method": "agem", "optimizer": {"lr": 0.01, "clip_grad_norm": 1.0}}}}
@@ -195,7 +215,7 @@ def test_method_optimizers_merge_into_the_experiments_or_replace_it(cfg):
 
 
 def test_a_method_benchmark_merges_into_the_experiments(cfg, cfg_copy):
-    exp = cfg["_experiments"][EXP]
+    exp = cfg.experiments[EXP]
     all_units = config.resolve(cfg, config.Run(EXP, "class", "agem_all_units", 0))
     assert all_units["benchmark"] == {**exp["benchmark"], "outputs": "all"}
     assert config.resolve(cfg, config.Run(EXP, "class", "agem", 0))["benchmark"] == exp["benchmark"]
@@ -221,7 +241,7 @@ def test_committed_results_are_what_the_config_resolves_to(in_repo, preset):
     for path in sorted(Path(f"reports/{preset}/runs").rglob("seed*.json")):
         r = json.loads(path.read_text())
         run = config.Run(r["experiment"], r["scenario"], r["method"], r["seed"])
-        if r["method"] not in cfg["_experiments"].get(run.experiment, {}).get("methods", {}):
+        if r["method"] not in cfg.experiments.get(run.experiment, {}).get("methods", {}):
             stale.append(f"{path} (no such experiment or method)")
         elif config.resolve(cfg, run)["spec_hash"] != r["spec_hash"]:
             stale.append(str(path))
@@ -270,13 +290,13 @@ def test_bad_checksum_override_refused(in_repo):
 
 def test_seeds_for_every_or_named_experiments(in_repo):
     cfg = config.load("config/config.yaml", {"seeds": {EXP: 3}})
-    assert cfg["_experiments"][EXP]["seeds"] == 3
-    assert cfg["_experiments"][EXP]["_seeds_in_file"] == 20            # the report names the shortfall
-    assert cfg["_experiments"]["split_mnist_si17"]["seeds"] == 10     # its own number
-    assert "_seeds_in_file" not in cfg["_experiments"]["split_mnist_si17"]
-    assert "_seeds_in_file" not in config.load("config/config.yaml", {"seeds": 25})["_experiments"][EXP]
+    assert cfg.experiments[EXP]["seeds"] == 3
+    assert cfg.experiments[EXP].seeds_in_file == 20            # the report names the shortfall
+    assert cfg.experiments["split_mnist_si17"]["seeds"] == 10     # its own number
+    assert cfg.experiments["split_mnist_si17"].seeds_in_file is None
+    assert config.load("config/config.yaml", {"seeds": 25}).experiments[EXP].seeds_in_file is None
     cfg = config.load("config/config.yaml", {"seeds": 2})
-    assert {e["seeds"] for e in cfg["_experiments"].values()} == {2}
+    assert {e["seeds"] for e in cfg.experiments.values()} == {2}
     with pytest.raises(ConfigError, match="seeds"):
         config.load("config/config.yaml", {"seeds": {EXP: 0}})
 
@@ -289,7 +309,7 @@ def test_seeds_for_the_methods_named(in_repo):
         if run.experiment == EXP:
             seeds.setdefault(run.method, set()).add(run.seed)
     assert seeds["ewc"] == {0, 1} and seeds["si"] == {0, 1, 2} and seeds["none"] == set(range(20))
-    assert "_seeds_in_file" not in cfg["_experiments"][EXP]
+    assert cfg.experiments[EXP].seeds_in_file is None
     with pytest.raises(ConfigError, match=r"seeds\.split_mnist_vdv19: no method \['nope'\]"):
         config.load("config/config.yaml", {"seeds": {EXP: {"nope": 2}}})
     with pytest.raises(ConfigError, match="seeds"):
@@ -303,11 +323,11 @@ def test_seeds_naming_no_experiment_refused(in_repo):
 
 def test_methods_subset_runs_and_labels_only_those(in_repo):
     cfg = config.load("config/config.yaml", {"methods": {EXP: ["si", "none", "icarl"]}, "seeds": {EXP: 2}})
-    assert list(cfg["_experiments"][EXP]["methods"]) == ["none", "si", "icarl"]      # the experiment's order
-    assert "DGR+distill" in cfg["_experiments"][EXP]["_left_out"] and "SI" not in cfg["_experiments"][EXP]["_left_out"]
+    assert list(cfg.experiments[EXP]["methods"]) == ["none", "si", "icarl"]      # the experiment's order
+    assert "DGR+distill" in cfg.experiments[EXP].left_out and "SI" not in cfg.experiments[EXP].left_out
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
     assert len(runs) == (3 + 3 + 1) * 2 and {r.method for r in runs} == {"none", "si", "icarl"}
-    assert len(cfg["_experiments"]["split_mnist_si17"]["methods"]) > 3               # others untouched
+    assert len(cfg.experiments["split_mnist_si17"]["methods"]) > 3               # others untouched
     with pytest.raises(ConfigError, match="methods.split_mnist_vdv19: no method \\['sii'\\]"):
         config.load("config/config.yaml", {"methods": {EXP: ["sii"]}})
     with pytest.raises(ConfigError, match="methods: no experiment named 'nope'"):
@@ -338,8 +358,8 @@ def test_demo_preset_chooses_what_runs(in_repo):
     """A preset may choose the experiments, simulations and methods (presets.demo): one experiment,
     five methods, one seed, no simulation; its other keys apply to the experiment as a preset's do."""
     cfg = config.load("config/config.yaml", {"preset": "demo"})
-    assert list(cfg["_experiments"]) == [EXP] and cfg["_simulations"] == {}
-    exp = cfg["_experiments"][EXP]
+    assert list(cfg.experiments) == [EXP] and cfg.simulations == {}
+    exp = cfg.experiments[EXP]
     assert list(exp["methods"]) == ["none", "ewc", "si", "lwf_preprint", "er"]
     assert exp["seeds"] == 1 and exp["iters_per_task"] == 200 and exp["model"]["hidden"] == [100, 100]
     assert len(config.runs(cfg)) == 5 * 3
@@ -350,12 +370,12 @@ def test_explicit_config_wins_over_the_presets_choices(in_repo):
     """`--config experiments=[...]` (or simulations, methods) wins; the preset's methods of the
     experiments that do not run are dropped, and its other keys still apply."""
     cfg = config.load("config/config.yaml", {"preset": "demo", "experiments": ["split_mnist_si17"]})
-    assert list(cfg["_experiments"]) == ["split_mnist_si17"] and cfg["_simulations"] == {}
-    assert cfg["_experiments"]["split_mnist_si17"]["seeds"] == 1
+    assert list(cfg.experiments) == ["split_mnist_si17"] and cfg.simulations == {}
+    assert cfg.experiments["split_mnist_si17"]["seeds"] == 1
     cfg = config.load("config/config.yaml", {"preset": "demo", "methods": {EXP: ["si"]},
                                              "simulations": ["consolidation_shaham22"]})
-    assert list(cfg["_experiments"][EXP]["methods"]) == ["si"]
-    assert list(cfg["_simulations"]) == ["consolidation_shaham22"]
+    assert list(cfg.experiments[EXP]["methods"]) == ["si"]
+    assert list(cfg.simulations) == ["consolidation_shaham22"]
     # as the workflow does it: only the keys given with --config are explicit, the config file's are not
     base = yaml.safe_load((REPO / "config" / "config.yaml").read_text()) | {"preset": "demo"}
     applied = config.apply_preset_choices(base, explicit={"preset"})

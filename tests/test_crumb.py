@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from clrepro import methods, models
+from clrepro.methods.base import Step
+from clrepro.train import learn
 
 
 def _crumb(bench, model=None, **hp):
@@ -62,18 +64,20 @@ def test_replay_trains_the_top_and_the_codebook_never_the_frozen_extractor(toy_b
     m.prepare(0)
     assert model.codebook.abs().sum() > 0                          # drawn from f's feature values
     for _ in range(3):                                             # base initialisation: f learns
-        batches = m.train_batches(16)
+        step = m.draw(16)
         opt.zero_grad(set_to_none=False)
-        m.loss(m.forward(batches), batches).backward()
+        step.outputs = m.forward(step)
+        m.loss(step).backward()
         assert model.features[0].weight.grad.abs().sum() > 0
         opt.step()
     m.end_task(0)
     assert len(m.buffer) == 12 and m.buffer.x.dtype == torch.uint8 and m.buffer.x.shape[1] == 8 // 4
     f = model.features[0].weight.detach().clone()
     m.begin_task(1)
-    batches = m.train_batches(16)
+    step = m.draw(16)
+    batches = step.batches
     assert [b.replayed for b in batches] == [False, True]          # the current batch, then stored indices
-    outputs = m.forward(batches)
+    outputs = m.forward(step)
     replay_only = m.hp["coef"] * F.cross_entropy(outputs[1][0][:, batches[1].lo:batches[1].hi], batches[1].y)
     opt.zero_grad(set_to_none=False)
     replay_only.backward()
@@ -86,8 +90,9 @@ def test_replay_trains_the_top_and_the_codebook_never_the_frozen_extractor(toy_b
     assert (model.codebook.grad[unused] == 0).all()
     for _ in range(3):                                             # and f stays as it was under Adam
         opt.zero_grad(set_to_none=False)
-        m.loss(m.forward(batches), batches).backward()
-        m.after_backward()
+        step.outputs = m.forward(step)
+        m.loss(step).backward()
+        m.after_backward(step)
         opt.step()
     assert torch.equal(model.features[0].weight, f)
 
@@ -101,10 +106,13 @@ def test_the_separate_replay_step_is_a_second_step_through_the_parameters_the_fi
         m.prepare(0)
         m.end_task(0)
         m.begin_task(1)
-    batches = ours.train_batches(16)
-    current, stored = batches
-    assert summed.step_groups(batches) == [batches] and ours.step_groups(batches) == [[current], [stored]]
-    assert ours.step_groups([current]) == [[current]]                    # nothing stored yet: one step
+    step = ours.draw(16)
+    current, stored = step.batches
+
+    def groups(m, step):
+        return [g.batches for g in m.step_groups(step)]
+    assert groups(summed, step) == [[current, stored]] and groups(ours, step) == [[current], [stored]]
+    assert groups(ours, Step([current], 16)) == [[current]]              # nothing stored yet: one step
 
     def ce(net, x, b):
         return F.cross_entropy(net(x)[:, b.lo:b.hi], b.y)
@@ -124,11 +132,8 @@ def test_the_separate_replay_step_is_a_second_step_through_the_parameters_the_fi
                 p.grad.clamp_(-10.0, 10.0)
         hand.step()
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    for group in ours.step_groups(batches):                             # the training loop's steps
-        opt.zero_grad()
-        ours.loss(ours.forward(group), group).backward()
-        ours.after_backward()
-        opt.step()
+    for group in ours.step_groups(step):                                # the training loop's steps
+        learn(ours, opt, group, amp={"device_type": "cpu", "enabled": False})
     for (name, p), q in zip(model.named_parameters(), twin.parameters()):
         assert torch.allclose(p, q, atol=1e-6), name
 

@@ -112,8 +112,10 @@ def test_crumb_keeps_pretrained_features_frozen_from_the_first_step(tmp_path):
     m.begin_task(0)
     m.prepare(0)
     assert m.frozen                       # the first task's loss is the stream's: CE on the reconstruction
-    batches = m.train_batches(6)[:1]
-    loss = m.loss(m.forward(batches), batches)
+    step = m.draw(6)
+    step.batches = step.batches[:1]
+    step.outputs = m.forward(step)
+    loss = m.loss(step)
     opt.zero_grad()
     loss.backward()
     assert all(p.grad is None for p in net.features[:12].parameters())

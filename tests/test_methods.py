@@ -10,6 +10,7 @@ from clrepro.methods.ewc import fisher_diagonal
 from clrepro.methods.lwf import distillation
 from clrepro.methods.mas import mas_importance
 from clrepro.models import MLP
+from clrepro.train import learn
 
 
 def tiny_net(seed=0, n_out=4):
@@ -89,13 +90,7 @@ def trained_method(label, bench, tasks=2, iters=5):
     for t in range(tasks):
         m.begin_task(t)
         for _ in range(iters):
-            batches = m.train_batches(16)
-            loss = m.loss(methods.base.forward(model, batches), batches)
-            opt.zero_grad()
-            loss.backward()
-            m.after_backward()
-            opt.step()
-            m.after_step()
+            learn(m, opt, m.draw(16), amp={"device_type": "cpu", "enabled": False})
         m.end_task(t)
     return m
 
@@ -150,10 +145,11 @@ def test_si_omega_sums_to_loss_decrease_on_quadratic():
     loss0 = float(0.5 * (h * theta.detach() ** 2).sum())
     for _ in range(4000):
         theta.grad = h * theta.detach()
-        m.after_backward()
+        step = methods.base.Step([], 0)
+        m.after_backward(step)
         with torch.no_grad():
             theta -= 1e-3 * theta.grad
-        m.after_step()
+        m.after_step(step)
     loss1 = float(0.5 * (h * theta.detach() ** 2).sum())
     omega = m.path[0]
     assert float(omega.sum()) == pytest.approx(loss0 - loss1, rel=2e-3)
@@ -222,9 +218,9 @@ def test_lwf_t_squared_scales_only_the_distillation(toy_bench, scenario):
             for p in model.parameters():
                 p.add_(0.3 * torch.randn_like(p))
         m.begin_task(2)
-        batches = m.train_batches(16)
-        outputs = m.forward(batches)
-        return (m.loss(outputs, batches) - methods.base.cross_entropy(outputs, batches) / 3).item()
+        step = m.draw(16)
+        step.outputs = m.forward(step)
+        return (m.loss(step) - methods.base.cross_entropy(step.outputs, step.batches) / 3).item()
 
     assert distilled_part(False) > 0
     assert distilled_part(True) == pytest.approx(4 * distilled_part(False), rel=1e-5)
@@ -234,9 +230,9 @@ def test_joint_trains_on_all_tasks_so_far(toy_bench):
     bench = toy_bench("task")
     m = methods.joint.Joint(MLP(bench.input_dim, [8], bench.n_outputs), bench, {}, seed=0)
     m.begin_task(2)
-    tasks = {b.task for _ in range(5) for b in m.train_batches(30)}
+    tasks = {b.task for _ in range(5) for b in m.draw(30).batches}
     assert tasks == {0, 1, 2}
-    for b in m.train_batches(30):
+    for b in m.draw(30).batches:
         assert (b.lo, b.hi) == bench.active(b.task, 2)
         assert b.y.min() >= 0 and b.y.max() < 2
 
@@ -307,9 +303,10 @@ def test_xdg_gates_in_training_and_in_evaluation(toy_bench, gate):
 
     # training on task 1: no gradient reaches the incoming weights of its gated units
     m.begin_task(1)
-    batches = m.train_batches(16)
-    assert {b.task for b in batches} == {1}
-    m.loss(m.forward(batches), batches).backward()
+    step = m.draw(16)
+    assert {b.task for b in step.batches} == {1}
+    step.outputs = m.forward(step)
+    m.loss(step).backward()
     gated = m.masks[1][0] == 0
     assert (lin1.weight.grad[gated] == 0).all() and (lin1.weight.grad[~gated] != 0).any()
     assert ((lin1.bias.grad[gated] == 0).all()) == (gate == "activity")   # the bias still learns under "input"

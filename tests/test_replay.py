@@ -6,7 +6,7 @@ import torch
 from clrepro import models
 from clrepro.methods import AGEM, ER
 from clrepro.methods.agem import project
-from clrepro.methods.base import cross_entropy, forward, n_current
+from clrepro.methods.base import cross_entropy, defaults, forward, n_current
 from clrepro.methods.replay import Buffer, herding, reservoir
 
 
@@ -105,7 +105,7 @@ def test_agem_projection_hand_computed_and_never_against_the_reference():
 def _method(cls, bench, **hp):
     torch.manual_seed(0)
     model = models.build({"type": "mlp", "hidden": [16]}, bench.input_shape, bench.n_outputs)
-    return cls(model, bench, dict(cls.hyperparameters, per_class=4) | hp, seed=0), model
+    return cls(model, bench, dict(defaults(cls.hyperparameters), per_class=4) | hp, seed=0), model
 
 
 def test_agem_step_gradient_has_non_negative_dot_with_the_reference(toy_bench):
@@ -115,11 +115,12 @@ def test_agem_step_gradient_has_non_negative_dot_with_the_reference(toy_bench):
     m.end_task(0)
     m.begin_task(1)
     for _ in range(10):
-        batches = m.train_batches(16)
+        step = m.draw(16)
         model.zero_grad()
-        m.loss(forward(model, batches), batches).backward()
+        step.outputs = forward(model, step.batches)
+        m.loss(step).backward()
         state = m.replay_gen.get_state()
-        m.after_backward()
+        m.after_backward(step)
         g = torch.cat([p.grad.flatten() for p in model.parameters()])
         m.replay_gen.set_state(state)                 # the same reference batch
         ref = m.replay(16)
@@ -142,15 +143,16 @@ def test_agem_logs_how_far_the_optimisers_steps_go_against_the_reference(toy_ben
     for task in range(2):                               # the optimiser's state carries over, as in the runs
         m.begin_task(task)
         for _ in range(20):
-            batches = m.train_batches(16)
+            step = m.draw(16)
             opt.zero_grad()
-            m.loss(forward(model, batches), batches).backward()
+            step.outputs = forward(model, step.batches)
+            m.loss(step).backward()
             g = torch.cat([p.grad.flatten() for p in params])
             before = m.replay_gen.get_state()
-            m.after_backward()
+            m.after_backward(step)
             if task == 0:
                 opt.step()
-                m.after_step()
+                m.after_step(step)
                 continue
             after = m.replay_gen.get_state()
             m.replay_gen.set_state(before)            # the same reference batch
@@ -160,10 +162,10 @@ def test_agem_logs_how_far_the_optimisers_steps_go_against_the_reference(toy_ben
             g_ref = torch.cat([x.flatten() for x in torch.autograd.grad(loss, params)])
             theta = torch.cat([p.detach().flatten() for p in params])
             opt.step()
-            m.after_step()
-            step = torch.cat([p.detach().flatten() for p in params]) - theta
+            m.after_step(step)
+            moved = torch.cat([p.detach().flatten() for p in params]) - theta
             projected.append(float(torch.dot(g, g_ref) < 0))
-            dots.append(torch.dot(step, g_ref).item())
+            dots.append(torch.dot(moved, g_ref).item())
             losses.append(loss.item())
         if task == 0:
             assert m.task_log(0) == dict.fromkeys(["projected", "uphill", "replay_loss_max", "replay_loss_last"])
@@ -186,13 +188,14 @@ def test_er_loss_weights_current_and_replay_by_tasks_seen(toy_bench):
         m.begin_task(t)
         m.end_task(t)
     m.begin_task(2)
-    batches = m.train_batches(8)
+    step = m.draw(8)
+    batches = step.batches
     n = n_current(batches)
     assert sum(len(b.y) for b in batches[:n]) == 8 and sum(len(b.y) for b in batches[n:]) == 8
     assert {b.task for b in batches[n:]} <= {0, 1} and all((b.lo, b.hi) == (0, 6) for b in batches)
-    out = forward(model, batches)
+    out = step.outputs = forward(model, batches)
     expected = cross_entropy(out[:n], batches[:n]) / 3 + 2 / 3 * cross_entropy(out[n:], batches[n:])
-    assert torch.allclose(m.loss(out, batches), expected)
+    assert torch.allclose(m.loss(step), expected)
 
 
 def test_buffer_state_round_trip(toy_bench):
@@ -234,15 +237,16 @@ def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench, temperature):
         for p in model.parameters():
             p.add_(0.1)
     m.begin_task(1)
-    batches = m.train_batches(16)
+    step = m.draw(16)
+    batches = step.batches
     assert sum(len(b.y) for b in batches) == 16 and {b.task for b in batches} == {0, 1}
-    out = forward(model, batches)
+    out = step.outputs = forward(model, batches)
     z = torch.cat([o[:, :4] for o in out])
     y = torch.cat([b.y for b in batches])
     target = torch.nn.functional.one_hot(y, 4).float()
     target[:, :2] = torch.sigmoid(torch.cat(forward(m.teacher, batches))[:, :2] / temperature)
     bce = -(target * torch.nn.functional.logsigmoid(z) + (1 - target) * torch.nn.functional.logsigmoid(-z))
-    assert torch.allclose(m.loss(out, batches), bce.sum(1).mean(), atol=1e-6)
+    assert torch.allclose(m.loss(step), bce.sum(1).mean(), atol=1e-6)
 
 
 def test_vae_loss_decreases_on_a_tiny_set():
@@ -273,25 +277,26 @@ def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill
     bench = toy_bench("class")
     m, model = _method(DGR, bench, distill=distill, latent=4)
     m.begin_task(0)
-    batches = m.train_batches(8)
-    assert m.replayed is None and m.loss(forward(model, batches), batches) == cross_entropy(
-        forward(model, batches), batches)
+    step = m.draw(8)
+    step.outputs = forward(model, step.batches)
+    assert "replayed" not in step.extras and m.loss(step) == cross_entropy(forward(model, step.batches), step.batches)
     m.end_task(0)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05)
     m.begin_task(1)
-    batches = m.train_batches(8)
-    x, old = m.replayed
+    step = m.draw(8)
+    batches = step.batches
+    x, old = step.extras["replayed"]
     assert x.shape == (8, 20) and torch.allclose(old, m.teacher(x))
-    out = forward(model, batches)
+    out = step.outputs = forward(model, batches)
     # Class-IL: replay is scored on every class so far (0-3), so the new classes' outputs are pushed
     # down on replayed old samples; the teacher knows classes 0-1 (its probabilities zero-padded)
     z = model(x)[:, :4]
     replay = distillation(z, old[:, :2], 2.0) if distill else torch.nn.functional.cross_entropy(z, old[:, :2].argmax(1))
-    assert torch.allclose(m.loss(out, batches), cross_entropy(out, batches) / 2 + replay / 2)
+    assert torch.allclose(m.loss(step), cross_entropy(out, batches) / 2 + replay / 2)
     before, frozen = [p.clone() for p in m.vae.parameters()], [p.clone() for p in m.old_vae.parameters()]
-    m.after_step()                                       # the generator learns from the same inputs
+    m.after_step(step)                                       # the generator learns from the same inputs
     assert any(not torch.equal(a, b) for a, b in zip(before, m.vae.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(frozen, m.old_vae.parameters()))   # its snapshot does not
 

@@ -10,7 +10,8 @@ import yaml
 from clrepro import config, notes
 from clrepro.aggregate import read_csv
 from clrepro.audit import COLUMNS
-from clrepro.report import audit_counts, audit_view, headline, protocol_table, render, reproduce_command
+from clrepro.report import (_banners, audit_counts, audit_view, headline, protocol_table, render, reproduce_command,
+                            seeds_held)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,9 +66,9 @@ def _context(tmp_path, text, methods=("none", "ewc"), all_methods=None):
                           "learned_task2": 90.0 + s, "train_seconds": 3600.0,
                           "method_log": json.dumps([{"uphill": 1.0 + s}, {"uphill": 10.0 * (s + 1)}])}
                          for m in methods for s, a in enumerate((20.0, 22.0, 24.0))])
-    exp = {"methods": {m: {} for m in methods}}
+    exp = config.Experiment("e", {"methods": {m: {} for m in methods}})
     if all_methods:
-        exp["_all_methods"] = list(all_methods)
+        exp.all_methods = list(all_methods)
     path = tmp_path / "e.md"
     path.write_text(text)
     return path, notes.Context("e", exp, runs, AUDIT, None, 3)
@@ -128,7 +129,7 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     # every published number is audited by an experiment or listed, with why, as not run here
     listed = {"crumb_stream": "Toybox, iLab-2M-Light and ImageNet", "split_cifar100_vdv22": "no experiment file yet"}
     assert "Published numbers not run here" in page and all(why in page for why in listed.values())
-    audited = {e.get("targets", k) for k, e in cfg["_experiments"].items()}
+    audited = {e.get("targets", k) for k, e in cfg.experiments.items()}
     assert set(targets.experiment) - audited == set(listed)
     # the authors' code run on a method of ours without a published number: A-GEM, Class-IL
     assert "The authors&#39; released code, run here" in page or "The authors' released code, run here" in page
@@ -141,14 +142,14 @@ def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     assert "{{" not in page and "Notes left out" not in page
     # a note's {{ ours.<scenario>.<method> }} is the summary table's mean ± SEM (n) of the same runs
     for r in summary[summary.metric == "acc"].itertuples():
-        exp = cfg["_experiments"][r.experiment]
+        exp = cfg.experiments[r.experiment]
         v = notes.Context(r.experiment, exp, runs, None, None, 0).metric(r.scenario, r.method)
         assert (v.n, round(v.mean, 9)) == (r.n, round(r.mean, 9)), r
         assert v.n == 1 or abs(v.sem - r.sem) < 1e-9, r
 
 
 def test_protocol_table_and_reproducing_command():
-    exp = config.load(REPO / "config" / "config.yaml")["_experiments"]["split_mnist_vdv19"]
+    exp = config.load(REPO / "config" / "config.yaml").experiments["split_mnist_vdv19"]
     t = protocol_table(exp, 20).set_index("setting")["value"]
     assert t["network"] == "mlp: hidden 400-400" and t["iterations per task"] == 2000 and t["seeds per method"] == 20
     assert reproduce_command("paper", {}) == "snakemake --cores all"
@@ -165,7 +166,19 @@ def test_banner_says_who_left_methods_out(monkeypatch):
                                 ({"preset": "demo", "methods": {name: ["none", "si"]}},
                                  "by <code>--config methods=...</code>", "EWC")):
         cfg = config.load("config/config.yaml", given)
-        exp = cfg["_experiments"][name]
+        exp = cfg.experiments[name]
         chosen = "demo" if preset_chose_methods(cfg, "demo", name, exp) else None
         [banner] = [b for b in _banners(name, exp, chosen) if "Left out" in b]
         assert by in banner and left_out in banner, banner
+
+
+def test_seeds_held_per_method_where_a_configuration_gives_each_its_own():
+    exp = config.Experiment("e", {"seeds": 20, "methods": {"none": {"label": "None"}, "ewc": {"label": "EWC"},
+                                                           "agem": {"label": "A-GEM"}}})
+    assert seeds_held(exp) == 20 and _banners("e", exp) == []
+    exp.method_seeds = {"none": 9, "ewc": 9, "agem": 5}             # every method named: no "others"
+    assert seeds_held(exp) == "9 (None, EWC); 5 (A-GEM)"
+    (banner,) = _banners("e", exp)
+    assert banner.endswith("None 9, EWC 9, A-GEM 5, of the 20 that <code>config/experiments/e.yaml</code> names.")
+    exp.method_seeds = {"agem": 5}
+    assert _banners("e", exp)[0].endswith("A-GEM 5, where the others have 20.")

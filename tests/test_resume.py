@@ -16,6 +16,7 @@ import torch
 from clrepro import config, data, train
 from clrepro import worker as warm
 from clrepro.methods import REGISTRY
+from clrepro.methods.base import defaults
 from conftest import REPO
 
 EXP = "split_mnist_vdv19"
@@ -59,7 +60,7 @@ def make_spec(cfg, scenario, method, seed=0, iters=25):
     spec = config.resolve(cfg, config.Run(EXP, scenario, "none" if method in EXTRA else method, seed))
     if method in EXTRA:
         cls = REGISTRY[method.split("_")[0]]
-        spec.update(method=method, method_class=cls.name, hyperparameters=dict(cls.hyperparameters) | EXTRA[method])
+        spec.update(method=method, method_class=cls.name, hyperparameters=defaults(cls.hyperparameters) | EXTRA[method])
     spec["iters_per_task"] = iters
     spec["train_subset"] = None
     spec["batch_size"] = 16            # 60 training images per task in the tiny MNIST
@@ -480,9 +481,9 @@ def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_pa
     kernels round differently) within ``CROSS_DEVICE_TOLERANCE``, and a larger gap fails."""
     from clrepro import store
     spec = make_spec(cfg, "task", "none", iters=10)
-    local = dict(cfg, checkpoints=str(tmp_path / "ckpt"))
-    local["_experiments"] = {EXP: dict(cfg["_experiments"][EXP], iters_per_task=10, batch_size=16,
-                                       train_subset=None, model=spec["model"])}
+    local = config.Config(dict(cfg, checkpoints=str(tmp_path / "ckpt")), cfg.file)
+    local.experiments = {EXP: config.Experiment(EXP, dict(cfg.experiments[EXP], iters_per_task=10,
+                                                          batch_size=16, train_subset=None, model=spec["model"]))}
     spec = config.resolve(local, config.Run(EXP, "task", "none", 0))
     folder = tmp_path / "ckpt" / "quick" / EXP / "task" / "none" / "seed0"
     out = tmp_path / "r.json"
@@ -525,9 +526,10 @@ def test_verify_rebuilds_grown_and_generative_methods(cfg, tmp_path, scenario, m
     """A CLN checkpoint holds a grown network (the method is built before its weights load, as in
     training); BI-R's holds its generator: both re-evaluate exactly."""
     from clrepro import store
-    local = dict(cfg, checkpoints=str(tmp_path / "ckpt"))
-    local["_experiments"] = {EXP: dict(cfg["_experiments"][EXP], iters_per_task=10, batch_size=16,
-                                       train_subset=None, model={"type": "mlp", "hidden": [32]})}
+    local = config.Config(dict(cfg, checkpoints=str(tmp_path / "ckpt")), cfg.file)
+    local.experiments = {EXP: config.Experiment(EXP, dict(cfg.experiments[EXP], iters_per_task=10,
+                                                          batch_size=16, train_subset=None,
+                                                          model={"type": "mlp", "hidden": [32]}))}
     spec = config.resolve(local, config.Run(EXP, scenario, method, 0))   # CLN: its own 200-200 of 400-400
     out = tmp_path / "r.json"
     run(spec, out, tmp_path / "ckpt" / "quick" / EXP / scenario / method / "seed0")

@@ -56,9 +56,9 @@ def test_a_forged_pickle_never_runs_neither_on_resume_nor_in_verify(cfg, tmp_pat
     assert not marker.exists()
     assert again["resumed"] is False and again["R"] == full["R"]
 
-    local = dict(cfg, checkpoints=str(tmp_path / "store"))
-    local["_experiments"] = {EXP: dict(cfg["_experiments"][EXP], iters_per_task=10, batch_size=16,
-                                       train_subset=None, model=spec["model"])}
+    local = config.Config(dict(cfg, checkpoints=str(tmp_path / "store")), cfg.file)
+    local.experiments = {EXP: config.Experiment(EXP, dict(cfg.experiments[EXP], iters_per_task=10,
+                                                          batch_size=16, train_subset=None, model=spec["model"]))}
     spec = config.resolve(local, config.Run(EXP, "task", "none", 0))
     folder = tmp_path / "store" / "quick" / EXP / "task" / "none" / "seed0"
     run(spec, tmp_path / "v.json", folder)

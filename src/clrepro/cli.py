@@ -121,7 +121,7 @@ def _experiments(a) -> dict:
 def _labels(cfg) -> dict:
     """{(experiment, method key): label}."""
     from .config import labels
-    return {(name, key): label for name, exp in cfg["_experiments"].items() for key, label in labels(exp).items()}
+    return {(name, key): label for name, exp in cfg.experiments.items() for key, label in labels(exp).items()}
 
 
 def _aggregate(a):
@@ -133,7 +133,7 @@ def _figure(a):
     from . import figures
     from .config import labels, method_model
     from .methods import REGISTRY
-    exp = _experiments(a)["_experiments"][a.experiment]
+    exp = _experiments(a).experiments[a.experiment]
     names = labels(exp)
     learned = [names[k] for k, spec in exp["methods"].items() if REGISTRY[spec["method"]].scored_when_learned]
     families = {names[k]: figures.method_family(spec["method"], method_model(exp, k).get("type"))
@@ -144,14 +144,14 @@ def _figure(a):
 
 def _checks(a):
     from . import stability
-    exp = _experiments(a)["_experiments"][a.experiment]
+    exp = _experiments(a).experiments[a.experiment]
     stability.main(a.results, exp.get("checks", []), a.out)
 
 
 def _audit(a):
     from . import audit
     cfg = _experiments(a)
-    exp = cfg["_experiments"][a.experiment]
+    exp = cfg.experiments[a.experiment]
     audit.main(a.summary_csv, a.targets, a.experiment, cfg["preset"], a.out, cfg["audit"]["alpha"],
                cfg["audit"]["tolerance_pp"], exp.get("targets", a.experiment), exp.get("audit_map"),
                a.reference_runs)
@@ -159,7 +159,7 @@ def _audit(a):
 
 def _simulate(a):
     from .memory import panels
-    sims = _experiments(a)["_simulations"]
+    sims = _experiments(a).simulations
     if a.simulation not in sims:
         raise ValueError(f"simulations: {a.simulation!r} is not configured (configured: {list(sims)})")
     panels.main(sims[a.simulation], a.simulation, a.panel, a.csv, a.json, a.device, a.threads)
@@ -221,13 +221,8 @@ def _worker(a):
     worker.serve(a.socket, a.parent)
 
 
-def main(argv=None) -> None:
-    from . import worker
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if worker.command_of(argv) in worker.COMMANDS:   # with $CLREPRO_WORKER set, a warm worker runs it
-        code = worker.delegate(argv)
-        if code is not None:
-            sys.exit(code)
+def parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per step of the workflow, each calling its ``_<name>``."""
     p = argparse.ArgumentParser(prog="clrepro", description=__doc__)
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="command", required=True)
@@ -370,8 +365,19 @@ def main(argv=None) -> None:
     w.add_argument("--socket", required=True, help="the Unix socket to listen on")
     w.add_argument("--parent", type=int, help="end when this process (the DAG) is gone")
     w.set_defaults(fn=_worker)
+    return p
 
-    a = p.parse_args(argv)
+
+def main(argv=None) -> None:
+    """Run a command; a user's error (bad input, missing data) is one line naming the problem, a
+    bug keeps its traceback (so does every error with ``-v``)."""
+    from . import worker
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if worker.command_of(argv) in worker.COMMANDS:   # with $CLREPRO_WORKER set, a warm worker runs it
+        code = worker.delegate(argv)
+        if code is not None:
+            sys.exit(code)
+    a = parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
     try:

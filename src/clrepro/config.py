@@ -30,6 +30,34 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key."""
 
 
+class Experiment(dict):
+    """An experiment's settings (its file with the preset applied, validated: the keys of
+    experiment.schema.yaml), and what the configuration chose of it: ``method_seeds``, the seeds
+    of the methods given their own number; ``seeds_in_file``, the file's number of seeds where
+    fewer run; ``all_methods``, the file's methods, and ``left_out``, the labels of those a
+    ``methods`` choice leaves out."""
+
+    def __init__(self, name: str, settings: dict):
+        super().__init__(settings)
+        self.name = name
+        self.method_seeds: dict[str, int] = {}
+        self.seeds_in_file: int | None = None
+        self.all_methods: list[str] = list(settings["methods"])
+        self.left_out: list[str] = []
+
+
+class Config(dict):
+    """The configuration (config.yaml with every override and its preset's choices applied,
+    validated: the keys of config.schema.yaml, as Snakemake's ``config`` has them), and what is
+    resolved from it: its ``file``, its ``experiments`` and ``simulations``."""
+
+    def __init__(self, settings: dict, file: Path):
+        super().__init__(settings)
+        self.file = file
+        self.experiments: dict[str, Experiment] = {}
+        self.simulations: dict[str, dict] = {}
+
+
 #: libyaml's safe loader where PyYAML was built with it (several times faster), else PyYAML's
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -42,12 +70,21 @@ def _load_yaml(path: Path) -> dict:
         raise ConfigError(f"configuration file not found: {path}") from None
 
 
+def schema(name: str) -> dict:
+    """The JSON schema ``SCHEMA_DIR/<name>``; the experiment schema with each method's
+    hyperparameters, generated from their declarations (``methods.schema``)."""
+    out = _load_yaml(SCHEMA_DIR / name)
+    if name == "experiment.schema.yaml":
+        out["properties"]["methods"]["additionalProperties"]["allOf"] = methods.schema()
+    return out
+
+
 def validate(data: dict, schema_name: str, where: str) -> None:
-    """Validate against ``SCHEMA_DIR/<schema_name>`` (filling defaults), naming the key."""
+    """Validate against the schema ``schema_name`` (filling defaults), naming the key."""
     import jsonschema
 
-    schema = _load_yaml(SCHEMA_DIR / schema_name)
-    validator_cls = jsonschema.validators.validator_for(schema)
+    complete = schema(schema_name)
+    validator_cls = jsonschema.validators.validator_for(complete)
 
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
@@ -57,7 +94,7 @@ def validate(data: dict, schema_name: str, where: str) -> None:
         yield from validator_cls.VALIDATORS["properties"](validator, properties, instance, schema)
 
     filling = jsonschema.validators.extend(validator_cls, {"properties": set_defaults})
-    errors = sorted(filling(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    errors = sorted(filling(complete).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         e = errors[0]
         key = ".".join(str(p) for p in e.absolute_path) or "(top level)"
@@ -99,28 +136,24 @@ def apply_preset_choices(config: dict, explicit=()) -> dict:
     return out
 
 
-def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None = None) -> dict:
-    """Read and validate the top-level config and its experiments (``config["_experiments"]``).
-    The preset's choices (``PRESET_CHOICES``) apply unless ``overrides`` give the same keys."""
+def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None = None) -> Config:
+    """Read and validate the top-level config and its experiments and simulations. The preset's
+    choices (``PRESET_CHOICES``) apply unless ``overrides`` give the same keys."""
     path = Path(path)
     config = deep_merge(_load_yaml(path), overrides or {})
     validate(config, "config.schema.yaml", str(path))
     config = apply_preset_choices(config, explicit=set(overrides or {}))
     where = Path(config["config_dir"]) / path.name if config.get("config_dir") else path
-    config["_config_file"] = str(where)
-    config["_experiments"] = {
-        name: load_experiment(experiment_path(where, name), config)
-        for name in config["experiments"]
-    }
-    config["_simulations"] = {
-        name: load_simulation(experiment_path(where, name, "simulations"), config["preset"])
-        for name in config["simulations"]
-    }
+    config = Config(config, where)
+    config.experiments = {name: Experiment(name, load_experiment(experiment_path(where, name), config))
+                          for name in config["experiments"]}
+    config.simulations = {name: load_simulation(experiment_path(where, name, "simulations"), config["preset"])
+                          for name in config["simulations"]}
     seeds = config.get("seeds")   # e.g. --config seeds=5, seeds='{split_mnist_vdv19: 5}' or '{exp: {ewc: 2}}'
-    if isinstance(seeds, dict) and set(seeds) - set(config["_experiments"]):
-        raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config['_experiments']))} "
-                          f"(experiments: {list(config['_experiments'])})")
-    for name, exp in config["_experiments"].items():
+    if isinstance(seeds, dict) and set(seeds) - set(config.experiments):
+        raise ConfigError(f"{path}: seeds: no experiment named {sorted(set(seeds) - set(config.experiments))} "
+                          f"(experiments: {list(config.experiments)})")
+    for name, exp in config.experiments.items():
         own = len(seeds_of(exp))
         given = seeds.get(name) if isinstance(seeds, dict) else seeds
         if isinstance(given, dict):     # {method: number}: the methods named run that many seeds
@@ -128,22 +161,22 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
             if unknown:
                 raise ConfigError(f"{path}: seeds.{name}: no method {unknown} in the experiment "
                                   f"(has: {list(exp['methods'])})")
-            exp["_method_seeds"] = {m: int(n) for m, n in given.items()}
+            exp.method_seeds = {m: int(n) for m, n in given.items()}
         elif given:
             exp["seeds"] = int(given)
         if len(seeds_of(exp)) < own:
-            exp["_seeds_in_file"] = own     # the report says it holds fewer seeds than the file names
+            exp.seeds_in_file = own     # the report says it holds fewer seeds than the file names
     for name, keep in (config.get("methods") or {}).items():   # e.g. --config 'methods={exp: [none, si]}'
-        if name not in config["_experiments"]:
+        if name not in config.experiments:
             raise ConfigError(f"{path}: methods: no experiment named {name!r} "
-                              f"(experiments: {list(config['_experiments'])})")
-        known = config["_experiments"][name]["methods"]
+                              f"(experiments: {list(config.experiments)})")
+        exp = config.experiments[name]
+        known = exp["methods"]
         unknown = [m for m in keep if m not in known]
         if unknown:
             raise ConfigError(f"{path}: methods.{name}: no method {unknown} in the experiment (has: {list(known)})")
-        config["_experiments"][name]["methods"] = {m: spec for m, spec in known.items() if m in keep}
-        config["_experiments"][name]["_all_methods"] = list(known)
-        config["_experiments"][name]["_left_out"] = [known[m].get("label", m) for m in known if m not in keep]
+        exp["methods"] = {m: spec for m, spec in known.items() if m in keep}
+        exp.left_out = [known[m].get("label", m) for m in known if m not in keep]
     try:
         datasets.check_checksums(all_datasets(config), config["data"].get("checksums") or {})
     except KeyError as err:
@@ -155,7 +188,7 @@ def write_resolved(config: dict, config_file: str | os.PathLike, folder: str | o
     """Write the workflow's configuration (its config file with every ``--config`` override
     applied) as one file every job reads, named by its content (so concurrent workflows of other
     configurations never share one, and an unchanged one is not rewritten); returns its path."""
-    resolved = {k: v for k, v in config.items() if not k.startswith("_")}
+    resolved = dict(config)
     resolved["config_dir"] = resolved.get("config_dir") or str(Path(config_file).parent)
     text = yaml.safe_dump(resolved, sort_keys=True)
     path = Path(folder) / f"config-{hashlib.sha256(text.encode()).hexdigest()[:12]}.yaml"
@@ -199,9 +232,9 @@ def downloads(exp: dict) -> list[str]:
     return dataset_names(exp) + sorted(weights)
 
 
-def all_datasets(config: dict) -> list[str]:
+def all_datasets(config: Config) -> list[str]:
     """The downloads (datasets, pretrained weights) of all configured experiments."""
-    return sorted({d for exp in config["_experiments"].values() for d in downloads(exp)})
+    return sorted({d for exp in config.experiments.values() for d in downloads(exp)})
 
 
 #: what an experiment does not take from the one it extends: what it shows and audits
@@ -358,15 +391,15 @@ class Run:
         return f"{self.experiment}/{self.scenario}/{self.method}/seed{self.seed}"
 
 
-def seeds_of(exp: dict, method: str | None = None) -> list[int]:
+def seeds_of(exp: Experiment, method: str | None = None) -> list[int]:
     """The seeds an experiment runs, or one of its methods (``--config 'seeds={exp: {method: n}}'``)."""
-    s = exp.get("_method_seeds", {}).get(method, exp["seeds"])
+    s = exp.method_seeds.get(method, exp["seeds"])
     return list(range(s)) if isinstance(s, int) else list(s)
 
 
-def runs(config: dict) -> list[Run]:
+def runs(config: Config) -> list[Run]:
     out = []
-    for name, exp in config["_experiments"].items():
+    for name, exp in config.experiments.items():
         for scenario in exp["scenarios"]:
             for label in exp["methods"]:
                 if scenario in method_scenarios(exp, label):
@@ -374,9 +407,9 @@ def runs(config: dict) -> list[Run]:
     return out
 
 
-def resolve(config: dict, run: Run) -> dict:
+def resolve(config: Config, run: Run) -> dict:
     """The flat spec of one run: protocol, method and hyperparameters, all four seeds."""
-    exp = config["_experiments"][run.experiment]
+    exp = config.experiments[run.experiment]
     cls, hp = methods.expand(run.method, exp["methods"][run.method], run.scenario)
     s = run.seed
     seeds = {

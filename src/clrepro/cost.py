@@ -35,7 +35,7 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
     runs = clconfig.runs(cfg) if runs is None else runs
     times = measured_times() if times is None else times
     out = {}
-    for name in cfg["_experiments"]:
+    for name in cfg.experiments:
         mine = [r for r in runs if r.experiment == name]
         rows = times[times.experiment == name]
         entry = {"runs": len(mine), "hours": None, "kind": None, "device": None, "measured": 0}

@@ -16,8 +16,9 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
   }}`` (any column of the audit), ``{{ reference.<target_id> }}`` (the authors' code run here, at
   the commit that made the table); ``{{ authors("class", "agem_shared", seeds=[40, 44]) }}``:
   the authors' code run here on the protocol of one of our methods (its seeds, optionally some);
-- ``{{ seeds }}``: seeds per method in this report; ``{{ seeds_configured }}``: in the experiment
-  file; ``{{ runs }}``, ``{{ train_hours }}``: this experiment's runs and their training time.
+- ``{{ seeds }}``: seeds per method in this report (a number, or where they differ each number with
+  its methods); ``{{ seeds_configured }}``: in the experiment file; ``{{ runs }}``,
+  ``{{ train_hours }}``: this experiment's runs and their training time.
 
 ``{{ x|f(1) }}`` formats a number with one decimal. A placeholder without a value (a method, target
 or metric the experiment does not have) fails the render with :class:`NoteError`, naming the file
@@ -123,7 +124,7 @@ class Context:
     """What the placeholders of one experiment's notes can name, from the computed tables."""
 
     def __init__(self, experiment: str, exp: dict, runs: pd.DataFrame, audit: pd.DataFrame | None,
-                 reference: pd.DataFrame | None, seeds: int):
+                 reference: pd.DataFrame | None, seeds: int | str):
         self.experiment, self.exp = experiment, exp
         self.runs_df = runs[runs.experiment == experiment]
         self.audit_df = audit if audit is not None else pd.DataFrame(columns=["target_id"])
@@ -133,7 +134,7 @@ class Context:
     def _method(self, scenario: str, method: str) -> pd.DataFrame:
         if scenario not in ("task", "domain", "class"):
             raise NoteError(f"no scenario {scenario!r} (task, domain or class)")
-        if method not in self.exp.get("_all_methods", self.exp["methods"]):
+        if method not in self.exp.all_methods:
             raise NoteError(f"no method {method!r} in this experiment")
         rows = self.runs_df[(self.runs_df.scenario == scenario) & (self.runs_df.method == method)]
         if not len(rows):
@@ -158,7 +159,7 @@ class Context:
     def ours(self):
         def by_scenario(scenario):
             return _Lookup(f"ours.{scenario}", lambda m: self.metric(scenario, m),
-                           self.exp.get("_all_methods", self.exp["methods"]))
+                           self.exp.all_methods)
         return _Lookup("ours", by_scenario, ("task", "domain", "class"))
 
     def published(self):
@@ -194,7 +195,7 @@ class Context:
         return {"ours": self.ours(), "metric": self.metric, "log": self.log, "published": self.published(),
                 "audit": self.audit(), "reference": self.reference(), "authors": self.authors,
                 "seeds": self.seeds,
-                "seeds_configured": self.exp.get("_seeds_in_file") or self.seeds,
+                "seeds_configured": self.exp.seeds_in_file or self.seeds,
                 "runs": len(self.runs_df), "train_hours": float(train.sum()) / 3600}
 
 

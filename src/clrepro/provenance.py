@@ -125,6 +125,13 @@ EQUIVALENT_TRAINING_CODE = {
                         "--against c1a543d`: 110 tiny runs, every method and scenario of the MNIST experiments, "
                         "stopped and resumed, gave the same R, losses, untrained accuracies and method logs, bit "
                         "for bit",
+    "4f78de0f93661132": "the training code of f16c9c0; the next version passes every hook of a step one Step "
+                        "(batches, outputs, extras) instead of method attributes, splits the loop into "
+                        "train.Trainer, train.learn and train.History with build_run shared with verify, and "
+                        "declares each hyperparameter once (methods.base.Hyperparameter). `clrepro bit-identity "
+                        "--against f16c9c0`: 110 tiny runs, every method and scenario of the MNIST experiments, "
+                        "stopped and resumed, gave the same R, losses, untrained accuracies and method logs, bit "
+                        "for bit",
 }
 
 

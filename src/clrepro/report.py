@@ -20,7 +20,7 @@ from . import audit as audit_mod
 from . import notes as notes_mod
 from .aggregate import read_csv
 from .atomic import atomic_path
-from .config import ConfigError, _load_yaml, labels, seeds_of
+from .config import ConfigError, Experiment, _load_yaml, labels, seeds_of
 from .figures import SCENARIO_TITLES
 from .metrics import OF_R, parse_task_metric
 
@@ -305,7 +305,17 @@ def _readable(v) -> str:
     return str(v)
 
 
-def protocol_table(exp: dict, n_seeds: int) -> pd.DataFrame:
+def seeds_held(exp: Experiment) -> int | str:
+    """Seeds per method: one number, or each number with its methods, the most first."""
+    by_n: dict[int, list[str]] = {}
+    for key, label in labels(exp).items():
+        by_n.setdefault(len(seeds_of(exp, key)), []).append(label)
+    if len(by_n) == 1:
+        return next(iter(by_n))
+    return "; ".join(f"{n} ({', '.join(names)})" for n, names in sorted(by_n.items(), reverse=True))
+
+
+def protocol_table(exp: dict, n_seeds: int | str) -> pd.DataFrame:
     """The experiment's protocol, one readable row per setting."""
     bench = exp["benchmark"]
     model = dict(exp["model"])
@@ -338,22 +348,24 @@ def _html(df: pd.DataFrame, left=()) -> Markup:
 
 def _banners(name: str, exp: dict, chosen_by: str | None = None) -> list[str]:
     out = []
-    if exp.get("_seeds_in_file"):
+    if exp.seeds_in_file:
         n = len(seeds_of(exp))
-        out.append(Markup(f"This report holds {n} of the {exp['_seeds_in_file']} seeds that "
+        out.append(Markup(f"This report holds {n} of the {exp.seeds_in_file} seeds that "
                           f"<code>config/experiments/{html.escape(name)}.yaml</code> names (<code>--config "
                           f"seeds=...</code>); without that setting the DAG trains the other "
-                          f"{exp['_seeds_in_file'] - n}."))
-    fewer = {m: n for m, n in exp.get("_method_seeds", {}).items() if n < len(seeds_of(exp)) and m in exp["methods"]}
+                          f"{exp.seeds_in_file - n}."))
+    fewer = {m: n for m, n in exp.method_seeds.items() if n < len(seeds_of(exp)) and m in exp["methods"]}
     if fewer:
-        names = labels(exp)
+        names, n = labels(exp), len(seeds_of(exp))
+        others = set(exp["methods"]) - set(exp.method_seeds)
         out.append(Markup("Fewer seeds for some methods (<code>--config seeds=...</code>): ")
-                   + ", ".join(f"{names[m]} {n}" for m, n in fewer.items())
-                   + f", where the others have {len(seeds_of(exp))}.")
-    if exp.get("_left_out"):
+                   + ", ".join(f"{names[m]} {k}" for m, k in fewer.items())
+                   + (f", where the others have {n}." if others else
+                      Markup(f", of the {n} that <code>config/experiments/{html.escape(name)}.yaml</code> names.")))
+    if exp.left_out:
         by = (Markup(f"by the preset <code>{html.escape(chosen_by)}</code>") if chosen_by
               else Markup("by <code>--config methods=...</code>"))
-        out.append(Markup(f"Left out of this report {by}: ") + ", ".join(exp["_left_out"])
+        out.append(Markup(f"Left out of this report {by}: ") + ", ".join(exp.left_out)
                    + ". The audit lists their published numbers as not run.")
     return out
 
@@ -362,7 +374,7 @@ def preset_chose_methods(config: dict, preset: str, name: str, exp: dict) -> boo
     """Whether the experiment's methods are those its preset chooses in the config file (the
     resolved configuration no longer says where a choice came from)."""
     try:
-        own = _load_yaml(Path(config["_config_file"]))
+        own = _load_yaml(config.file)
     except (OSError, ConfigError):
         return False
     chosen = (((own.get("presets") or {}).get(preset) or {}).get("methods") or {}).get(name)
@@ -386,8 +398,8 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
         return view
     names = labels(exp)
     order = list(names.values())
-    n_seeds = len(seeds_of(exp))
-    path = notes_mod.notes_path(config["_config_file"], name)
+    n_seeds = seeds_held(exp)
+    path = notes_mod.notes_path(config.file, name)
     rendered = notes_mod.Notes("", {}, ())
     if path.exists():
         ctx = notes_mod.Context(name, exp, runs, audit, reference, n_seeds)
@@ -477,7 +489,7 @@ def simulation_view(name: str, sim: dict, config: dict, preset: str, records: di
     first = next(iter(records.values()))
     model = pd.DataFrame([(k, _readable(v)) for k, v in {**first["model"], **{
         f"retrieval {k}": v for k, v in first["retrieval"].items()}}.items()], columns=["parameter", "value"])
-    path = notes_mod.notes_path(config["_config_file"], name)
+    path = notes_mod.notes_path(config.file, name)
     prov = pd.DataFrame([{"panel": p, "parameters": json.dumps(r["parameters"]), "seconds": _fmt(r["seconds"], 0),
                           "git_commit": r["provenance"]["git"]["commit"][:10], "device": r["provenance"]["device"]}
                          for p, r in records.items()])
@@ -515,9 +527,9 @@ def not_run_here(config: dict, targets: pd.DataFrame | None, reasons: dict[str, 
     the key but is not among this report's says so)."""
     if targets is None:
         return []
-    audited = {exp.get("targets", name) for name, exp in config["_experiments"].items()}
+    audited = {exp.get("targets", name) for name, exp in config.experiments.items()}
     files = {}
-    for path in sorted(Path(config["_config_file"]).parent.glob("experiments/*.yaml")):
+    for path in sorted(config.file.parent.glob("experiments/*.yaml")):
         key = (_load_yaml(path) or {}).get("targets", path.stem)
         files.setdefault(key, path.stem)
     out = []
@@ -544,13 +556,13 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     unavailable = unavailable or {}
     audits = dict(audits)
     for name in unavailable:   # nothing of ours: its published numbers are all "not run"
-        exp = config["_experiments"][name]
+        exp = config.experiments[name]
         if name not in audits and targets is not None:
             audits[name] = audit_mod.audit(summary.iloc[0:0], targets, exp.get("targets", name), name, preset,
                                            mapping=exp.get("audit_map"), reference=reference)
     experiments = [experiment_view(name, exp, config, preset, summary, runs, audits.get(name), figures.get(name, []),
                                    reference, unavailable.get(name), (checks or {}).get(name))
-                   for name, exp in config["_experiments"].items()]
+                   for name, exp in config.experiments.items()]
     total = {k: sum(e["counts"][k] for e in experiments) for k in COUNT_KEYS}
     disagreements = [{"target_id": d["target_id"], "title": f"{e['title']}: {d['title']}"}
                      for e in experiments if e.get("audit") for d in e["audit"]["details"] if d["kind"] == "disagrees"]
@@ -559,7 +571,7 @@ def render(config: dict, preset: str, summary: pd.DataFrame, runs: pd.DataFrame,
     if missing:
         sentence += f" Could not run: {', '.join(missing)} (see below)."
     sims = [simulation_view(name, sim, config, preset, (simulations or {}).get(name, {}), figures.get(name, []))
-            for name, sim in config.get("_simulations", {}).items()]
+            for name, sim in config.simulations.items()]
     return TEMPLATES.get_template("report.html.j2").render(
         css=Markup(CSS), preset=preset, now=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         n_runs=len(runs), experiments=experiments, simulations=sims, count_keys=COUNT_KEYS,
@@ -578,10 +590,10 @@ def main(config: dict, preset, summary_csv, runs_csv, audit_csvs, figure_paths, 
     checks = {Path(p).stem.removesuffix("_checks"): read_csv(p) for p in check_csvs}
     figures: dict[str, list[Path]] = {}
     for f in map(Path, figure_paths):
-        for name in config["_experiments"]:
+        for name in config.experiments:
             if f.name.startswith(name + "_"):
                 figures.setdefault(name, []).append(f)
-        if f.parent.name in config.get("_simulations", {}):
+        if f.parent.name in config.simulations:
             figures.setdefault(f.parent.name, []).append(f)
     simulations: dict[str, dict[str, dict]] = {}
     for p in map(Path, simulation_records):

@@ -16,8 +16,7 @@ import torch
 from . import config as clconfig
 from . import data as datasets
 from .atomic import atomic_path
-from .methods import REGISTRY
-from .train import evaluate, latest_checkpoint, setup
+from .train import build_run, evaluate, latest_checkpoint
 
 log = logging.getLogger("clrepro.store")
 
@@ -76,8 +75,7 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
             rows.append(row | {"status": status, "max_abs_diff": None})
             continue
         dev = torch.device(device)
-        bench, model, amp = setup(spec, result["provenance"], dev)
-        method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"])
+        bench, model, method, amp = build_run(spec, result["provenance"], dev)
         model.load_state_dict(found[1]["model"])   # after the method, as in training (CLN checks the room to grow)
         method.load_state_dict(found[1]["method"])
         with torch.autocast(**amp):

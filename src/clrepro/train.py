@@ -315,16 +315,20 @@ def execution(spec: dict, dev: torch.device, precision: str = "auto", adam: str 
     return {"precision": precision, "channels_last": conv_on_gpu, "adam": adam}
 
 
-def setup(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Benchmark, torch.nn.Module, dict]:
-    """The benchmark and the freshly initialised network on ``dev`` in the memory format of an
-    ``execution`` record, and the ``torch.autocast`` arguments of its precision."""
+def build_run(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Benchmark, torch.nn.Module,
+                                                                    method_base.Method, dict]:
+    """A run as it stands before its first step, on ``dev`` in the memory format of an ``execution``
+    record: the benchmark, the freshly initialised network, the method around it, and the
+    ``torch.autocast`` arguments of the record's precision."""
     memory = torch.channels_last if execution.get("channels_last") else torch.contiguous_format
     bench = build_benchmark(spec).to(dev, memory)
     torch.manual_seed(spec["seeds"]["init"])
     model = models.build(spec["model"], bench.input_shape, bench.n_outputs, spec["data"]["root"],
                          spec["data"].get("checksums")).to(dev, memory_format=memory)
-    return bench, model, {"device_type": dev.type, "dtype": torch.bfloat16,
-                          "enabled": execution.get("precision") == "bf16"}
+    method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"],
+                                            drop_last=bool(spec.get("iters_per_task")))   # epochs: every sample
+    amp = {"device_type": dev.type, "dtype": torch.bfloat16, "enabled": execution.get("precision") == "bf16"}
+    return bench, model, method, amp
 
 
 def steps_per_task(spec: dict, n_samples: int, task: int = 0) -> int:
@@ -336,6 +340,176 @@ def steps_per_task(spec: dict, n_samples: int, task: int = 0) -> int:
         return spec["iters_per_task"]
     epochs = spec.get("epochs_first_task") if task == 0 else None
     return (epochs or spec["epochs_per_task"]) * math.ceil(n_samples / spec["batch_size"])
+
+
+@dataclasses.dataclass
+class History:
+    """What a run has learnt so far: per task learnt, its row of R, mean training loss, seconds,
+    steps and the method's log; the untrained network's accuracies (``random_init``). The same
+    record goes into every checkpoint (``meta``) and into the result (``result``)."""
+
+    random_init: list[float]
+    R: list[list[float]] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    seconds: list[float] = dataclasses.field(default_factory=list)
+    steps: list[int] = dataclasses.field(default_factory=list)
+    method_log: list[dict] = dataclasses.field(default_factory=list)
+
+    def add(self, row: list[float], loss: float, steps: int, seconds: float, method_log: dict) -> None:
+        self.R.append(row)
+        self.train_loss.append(loss)
+        self.steps.append(steps)
+        self.seconds.append(seconds)
+        self.method_log.append(method_log)
+
+    def meta(self) -> dict:
+        return {"R": self.R, "random_init": self.random_init, "train_loss": self.train_loss,
+                "seconds": self.seconds, "steps": self.steps, "method_log": self.method_log}
+
+    @classmethod
+    def from_meta(cls, meta: dict, spec: dict) -> History:
+        rows = meta["R"]
+        return cls(meta["random_init"], rows, meta["train_loss"], meta["seconds"],
+                   meta.get("steps") or [spec.get("iters_per_task")] * len(rows),   # older checkpoints
+                   meta.get("method_log") or [{} for _ in rows])
+
+    def result(self) -> dict:
+        return {"R": self.R, "random_init": self.random_init, "metrics": metrics.summary(self.R, self.random_init),
+                "train_loss": self.train_loss, "seconds_per_task": self.seconds, "steps_per_task": self.steps,
+                **({"method_log": self.method_log} if any(self.method_log) else {})}
+
+
+def learn(method: method_base.Method, optimizer: torch.optim.Optimizer, step: method_base.Step,
+          amp: dict, clip: float | None = None) -> torch.Tensor:
+    """One optimiser step on ``step``'s batches, with the method's hooks; returns its loss."""
+    with torch.autocast(**amp):
+        step.outputs = method.forward(step)
+        loss = method.loss(step)
+    optimizer.zero_grad(set_to_none=False)
+    loss.backward()
+    method.after_backward(step)
+    if clip:
+        torch.nn.utils.clip_grad_norm_(method.model.parameters(), clip)
+    optimizer.step()
+    method.model.constrain()
+    method.after_step(step)
+    return loss.detach()
+
+
+class Trainer:
+    """One run's loop over tasks and steps (``fit``), with its checkpoints: the run's method,
+    optimiser and ``History``, and where and when to checkpoint (``checkpoints``: a folder or
+    None; every ``every`` seconds of training; ``stop_after_step``: stop as SIGTERM would).
+    Every checkpoint records the run's ``identity`` and ``execution`` (precision, Adam kernel)."""
+
+    def __init__(self, spec: dict, bench: scenarios.Benchmark, method: method_base.Method, amp: dict,
+                 checkpoints: Path | None, identity: dict, execution: dict, every: float | None = None,
+                 stop_after_step: int | None = None):
+        self.spec, self.bench, self.method, self.model, self.amp = spec, bench, method, method.model, amp
+        self.optimizer = make_optimizer(self.model, spec)
+        self.ckpt_dir, self.every, self.stop_after_step = checkpoints, every, stop_after_step
+        self.identity, self.execution = identity, execution
+        self.dev = next(self.model.parameters()).device
+        self.probe = spec.get("continual_eval") and ContinualEval(bench, spec["continual_eval"], spec["seeds"]["eval"])
+        # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
+        with torch.autocast(**amp):
+            self.history = History([evaluate(self.model, bench, upto=j, scores=method.scores)[j]
+                                    for j in range(bench.n_tasks)])
+        self.stop = None
+
+    def resume(self, meta: dict, state: dict) -> tuple[int, tuple | None]:
+        """Restore a checkpoint's state; returns the task to go on with and, for a checkpoint taken
+        inside it, what ``task`` restores after ``begin_task`` (which may re-initialise)."""
+        if meta.get("step") is None:
+            self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.method.load_state_dict(state["method"])
+        _set_rng_state(state.get("rng"), self.dev)
+        self.history = History.from_meta(meta, self.spec)
+        if self.probe:
+            self.probe.points = meta["continual_eval"]
+        if meta.get("step") is None:
+            log.info("resuming after task %d from %s", meta["task"], self.ckpt_dir)
+            return meta["task"] + 1, None
+        log.info("resuming task %d at step %d from %s", meta["task"], meta["step"], self.ckpt_dir)
+        return meta["task"], (meta["step"], state)
+
+    def fit(self, start: int = 0, inside: tuple | None = None, stop_after_task: int | None = None) -> bool:
+        """Tasks ``start``.. (the first from inside it, where ``inside`` says); False where
+        ``stop_after_task`` ended it early."""
+        with _StopSignals(enabled=self.ckpt_dir is not None) as self.stop:
+            for t in range(start, self.bench.n_tasks):
+                self.task(t, inside if t == start else None)
+                if stop_after_task is not None and t >= stop_after_task:
+                    return False
+            if self.probe:
+                self.probe.record(self.model, sum(self.history.steps), self.bench.n_tasks - 1, self.method.scores,
+                                  self.amp)
+        return True
+
+    def task(self, t: int, inside: tuple | None = None) -> None:
+        """Learn task ``t``: its steps, each one draw of batches learnt in the method's steps; then
+        ``end_task``, a row of R and a checkpoint."""
+        method, model, B = self.method, self.model, self.spec["batch_size"]
+        t0 = last_save = time.perf_counter()
+        method.begin_task(t)
+        iters = method.steps = steps_per_task(self.spec, method.sampler.size, t)
+        step0, loss_sum = 0, torch.zeros((), device=self.dev)
+        if inside is not None:
+            step0, state = inside
+            model.load_state_dict(state["model"])
+            method.load_task_state(state["task_state"])
+            loss_sum = state["loop"]["loss_sum"].to(self.dev)
+            t0 -= state["loop"]["seconds"]
+        else:
+            method.prepare(t)
+            if (self.spec["optimizer"].get("reset_per_task") or method.fresh_optimizer) and t > 0:
+                self.optimizer = make_optimizer(model, self.spec)
+        model.train()
+        done = sum(self.history.steps)   # iterations of the earlier tasks
+        for step in range(step0, iters):
+            if self.probe and (done + step) % self.probe.every == 0:
+                self.probe.record(model, done + step, t, method.scores, self.amp)
+            for group in method.step_groups(method.draw(B)):
+                loss_sum += learn(method, self.optimizer, group, self.amp, self.spec["optimizer"].get("clip_grad_norm"))
+            if self.dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
+                _check_finite(loss_sum, self.spec, t, step)
+            if step + 1 < iters and self.ckpt_dir:
+                last_save = self.checkpoint_inside(t, step + 1, loss_sum, t0, last_save)
+        if t < self.bench.n_tasks - 1 or method.scores_need_end_task:   # else it would never be used
+            method.end_task(t)
+        with torch.autocast(**self.amp):
+            row = evaluate(model, self.bench, upto=t, scores=method.scores)
+        self.history.add(row, float(loss_sum) / iters, iters, time.perf_counter() - t0, method.task_log(t))
+        log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, self.history.train_loss[-1],
+                 " ".join(f"{a:.4f}" for a in row), self.history.seconds[-1])
+        if self.ckpt_dir:
+            self.checkpoint(t, None)
+            if self.stop.received is not None:
+                raise Preempted(f"stopped after task {t}; checkpoint in {self.ckpt_dir}")
+
+    def checkpoint_inside(self, t: int, step: int, loss_sum: torch.Tensor, t0: float, last_save: float) -> float:
+        """A checkpoint ``step`` steps into task ``t`` when a signal, ``stop_after_step`` or the
+        timer asks for one (then :class:`Preempted` for the first two); returns when the last was."""
+        now = time.perf_counter()
+        halt = self.stop.received is not None or (self.stop_after_step is not None and step >= self.stop_after_step)
+        if not halt and (self.every is None or now - last_save < self.every):
+            return last_save
+        self.checkpoint(t, step, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0})
+        if halt:
+            raise Preempted(f"stopped at step {step} of task {t}; checkpoint in {self.ckpt_dir}")
+        return now
+
+    def checkpoint(self, t: int, step: int | None, loop: dict | None = None) -> None:
+        """``loop``: inside a task, the loop's own running state (loss sum, seconds so far)."""
+        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "method": self.method.state_dict(), "rng": _rng_state(self.dev)}
+        meta = {"task": t, "step": step, **self.identity, **self.history.meta(),
+                **({"continual_eval": self.probe.points} if self.probe else {}),
+                "precision": self.execution["precision"], "adam": self.execution["adam"], "run": _run_id(self.spec)}
+        if step is not None:
+            state["task_state"], state["loop"] = self.method.task_state(), loop
+        save_checkpoint(self.ckpt_dir, t, state, meta, step)
 
 
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
@@ -360,127 +534,13 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     prov.update(training_code=identity["training_code"], data=identity["data"])
     ckpt_dir = Path(checkpoints) if checkpoints else None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, identity)
-    recorded = resumed[0].get("precision") if resumed else None
-    prov.update(execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel))
-    if recorded and recorded != prov["precision"]:
-        raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
-                         f"{prov['precision']} would mix the two (pass --precision {recorded} or auto)")
-    kernel = resumed[0].get("adam", "foreach") if resumed else adam_kernel   # checkpoints before it: foreach
-    if kernel != adam_kernel:
-        raise ValueError(f"adam: the checkpoint in {ckpt_dir} was trained with Adam's {kernel} kernel; resuming "
-                         f"it with {adam_kernel} would mix the two (pass --adam {kernel})")
+    prov.update(_execution_to_resume(spec, dev, resumed and resumed[0], precision, adam_kernel, ckpt_dir))
     method_base.adam_kernel = adam_kernel
-    bench, model, amp = setup(spec, prov, dev)
-    method = REGISTRY[spec["method_class"]](model, bench, spec["hyperparameters"], spec["seeds"]["data"],
-                                            drop_last=bool(spec.get("iters_per_task")))   # epochs: every sample
-    optimizer = make_optimizer(model, spec)
-    reset = spec["optimizer"].get("reset_per_task", False)
-    clip = spec["optimizer"].get("clip_grad_norm")
-
-    rows, losses, seconds, steps, method_log = [], [], [], [], []
-    probe = spec.get("continual_eval") and ContinualEval(bench, spec["continual_eval"], spec["seeds"]["eval"])
-    # b[j]: the untrained network on task j, scored as R[j-1][j] is (tasks up to j in view)
-    with torch.autocast(**amp):
-        random_init = [evaluate(model, bench, upto=j, scores=method.scores)[j] for j in range(bench.n_tasks)]
-    start, partial = 0, None
-    if resumed:
-        meta, state = resumed
-        if meta.get("step") is None:   # inside a task: loaded after begin_task (which may re-initialise)
-            model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        _set_rng_state(state.get("rng"), dev)
-        rows, losses, seconds = meta["R"], meta["train_loss"], meta["seconds"]
-        steps = meta.get("steps") or [spec.get("iters_per_task")] * len(rows)   # older checkpoints
-        method_log = meta.get("method_log") or [{} for _ in rows]
-        random_init = meta["random_init"]
-        if probe:
-            probe.points = meta["continual_eval"]
-        if meta.get("step") is None:
-            start = meta["task"] + 1
-            log.info("resuming after task %d from %s", meta["task"], ckpt_dir)
-        else:
-            start, partial = meta["task"], (meta["step"], state["task_state"], state["loop"])
-            log.info("resuming task %d at step %d from %s", start, meta["step"], ckpt_dir)
-
-    def checkpoint(t: int, step: int | None, loop: dict | None = None) -> None:
-        """``loop``: inside a task, the loop's own running state (loss sum, seconds so far)."""
-        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "method": method.state_dict(), "rng": _rng_state(dev)}
-        meta = {"task": t, "step": step, **identity, "R": rows,
-                "random_init": random_init, "train_loss": losses, "seconds": seconds, "steps": steps,
-                "method_log": method_log, **({"continual_eval": probe.points} if probe else {}),
-                "precision": prov["precision"], "adam": adam_kernel, "run": _run_id(spec)}
-        if step is not None:
-            state["task_state"], state["loop"] = method.task_state(), loop
-        save_checkpoint(ckpt_dir, t, state, meta, step)
-
-    B = spec["batch_size"]
-    every = checkpoint_every or None   # 0 or None: no timer
-    with _StopSignals(enabled=ckpt_dir is not None) as stop:
-        for t in range(start, bench.n_tasks):
-            t0 = last_save = time.perf_counter()
-            method.begin_task(t)
-            iters = steps_per_task(spec, method.sampler.size, t)
-            method.steps = iters
-            if partial is not None:
-                step0, task_state, loop = partial
-                model.load_state_dict(state["model"])
-                method.load_task_state(task_state)
-                loss_sum = loop["loss_sum"].to(dev)
-                t0 -= loop["seconds"]
-                partial = None
-            else:
-                step0, loss_sum = 0, torch.zeros((), device=dev)
-                method.prepare(t)
-                if (reset or method.fresh_optimizer) and t > 0:
-                    optimizer = make_optimizer(model, spec)
-            model.train()
-            done = sum(steps)   # iterations of the earlier tasks
-            for step in range(step0, iters):
-                if probe and (done + step) % probe.every == 0:
-                    probe.record(model, done + step, t, method.scores, amp)
-                for batches in method.step_groups(method.train_batches(B)):
-                    with torch.autocast(**amp):
-                        loss = method.loss(method.forward(batches), batches)
-                    optimizer.zero_grad(set_to_none=False)
-                    loss.backward()
-                    method.after_backward()
-                    if clip:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-                    optimizer.step()
-                    model.constrain()
-                    method.after_step()
-                    loss_sum += loss.detach()
-                if dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
-                    _check_finite(loss_sum, spec, t, step)
-                if step + 1 == iters or not ckpt_dir:
-                    continue
-                now = time.perf_counter()
-                halt = stop.received is not None or (stop_after_step is not None and step + 1 >= stop_after_step)
-                if halt or (every is not None and now - last_save >= every):
-                    checkpoint(t, step + 1, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0})
-                    last_save = now
-                    if halt:
-                        raise Preempted(f"stopped at step {step + 1} of task {t}; checkpoint in {ckpt_dir}")
-            if t < bench.n_tasks - 1 or method.scores_need_end_task:   # else it would never be used
-                method.end_task(t)
-            with torch.autocast(**amp):
-                rows.append(evaluate(model, bench, upto=t, scores=method.scores))
-            method_log.append(method.task_log(t))
-            losses.append(float(loss_sum) / iters)
-            steps.append(iters)
-            seconds.append(time.perf_counter() - t0)
-            log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, losses[-1],
-                     " ".join(f"{a:.4f}" for a in rows[-1]), seconds[-1])
-            if ckpt_dir:
-                checkpoint(t, None)
-                if stop.received is not None:
-                    raise Preempted(f"stopped after task {t}; checkpoint in {ckpt_dir}")
-            if stop_after_task is not None and t >= stop_after_task:
-                return {}
-        if probe:
-            probe.record(model, sum(steps), bench.n_tasks - 1, method.scores, amp)
+    bench, model, method, amp = build_run(spec, prov, dev)
+    trainer = Trainer(spec, bench, method, amp, ckpt_dir, identity, prov, checkpoint_every or None, stop_after_step)
+    start, inside = trainer.resume(*resumed) if resumed else (0, None)
+    if not trainer.fit(start, inside, stop_after_task):
+        return {}
 
     result = {
         **_run_id(spec),
@@ -492,14 +552,8 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
         | ({"epochs_first_task": spec["epochs_first_task"]} if spec.get("epochs_first_task") else {}),
         "spec_hash": spec["spec_hash"],
         "task_classes": bench.meta.get("task_classes"),
-        "R": rows,
-        "random_init": random_init,
-        "metrics": metrics.summary(rows, random_init),
-        "train_loss": losses,
-        "seconds_per_task": seconds,
-        "steps_per_task": steps,
-        **({"method_log": method_log} if any(method_log) else {}),
-        **({"continual_eval": probe.result(steps)} if probe else {}),
+        **trainer.history.result(),
+        **({"continual_eval": trainer.probe.result(trainer.history.steps)} if trainer.probe else {}),
         **({"memory": held} if (held := method.memory()) else {}),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,   # this process's high-water mark
         "resumed": bool(resumed),
@@ -507,6 +561,22 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     }
     write_result(Path(out), result)
     return result
+
+
+def _execution_to_resume(spec: dict, dev: torch.device, meta: dict | None, precision: str, adam_kernel: str,
+                         ckpt_dir: Path | None) -> dict:
+    """The ``execution`` record of a run, the precision and Adam kernel of the checkpoint it
+    resumes (``meta``) where it has one; a mismatch with an explicit choice is refused."""
+    recorded = meta.get("precision") if meta else None
+    chosen = execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel)
+    if recorded and recorded != chosen["precision"]:
+        raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
+                         f"{chosen['precision']} would mix the two (pass --precision {recorded} or auto)")
+    kernel = meta.get("adam", "foreach") if meta else adam_kernel   # checkpoints before it: foreach
+    if kernel != adam_kernel:
+        raise ValueError(f"adam: the checkpoint in {ckpt_dir} was trained with Adam's {kernel} kernel; resuming "
+                         f"it with {adam_kernel} would mix the two (pass --adam {kernel})")
+    return chosen
 
 
 class NonFiniteLoss(ValueError):

@@ -44,7 +44,7 @@ OUT = f"{config['outdir']}/{PRESET}"
 CKPT = str(clconfig.checkpoint_dir(CFG))
 DATA = config["data"]["root"]
 RUNS = clconfig.runs(CFG)
-EXPERIMENTS = list(CFG["_experiments"])
+EXPERIMENTS = list(CFG.experiments)
 RUNS_OF = {name: [run for run in RUNS if run.experiment == name] for name in EXPERIMENTS}
 REPORT = f"{OUT}/report.html"
 
@@ -77,7 +77,7 @@ def raw_files(dataset):
 
 def experiment_files(experiment):
     """The raw files of every dataset an experiment reads, and of the pretrained weights it starts from."""
-    return [f for d in clconfig.downloads(CFG["_experiments"][experiment]) for f in raw_files(d)]
+    return [f for d in clconfig.downloads(CFG.experiments[experiment]) for f in raw_files(d)]
 
 
 def status_file(dataset):
@@ -149,7 +149,7 @@ def unavailable(experiment, status=dataset_status):
     if not missing:
         return None
     bad = {}
-    for dataset in clconfig.downloads(CFG["_experiments"][experiment]):
+    for dataset in clconfig.downloads(CFG.experiments[experiment]):
         recorded = status(dataset)
         if recorded is not None and not recorded["ok"]:
             bad[dataset] = recorded["reason"]
@@ -197,11 +197,11 @@ def audit_files(wildcards=None):
 
 
 def check_files(wildcards=None):
-    return [f"{OUT}/checks/{e}_checks.csv" for e in reported() if CFG["_experiments"][e].get("checks")]
+    return [f"{OUT}/checks/{e}_checks.csv" for e in reported() if CFG.experiments[e].get("checks")]
 
 
 def figure_files(wildcards=None):
-    return [f"{OUT}/figures/{e}_{kind}.png" for e in reported() for kind in CFG["_experiments"][e]["figures"]]
+    return [f"{OUT}/figures/{e}_{kind}.png" for e in reported() for kind in CFG.experiments[e]["figures"]]
 
 
 def unavailable_param(wildcards=None):
@@ -238,7 +238,7 @@ def training_inputs(wildcards):
     run = clconfig.Run(wildcards.experiment, wildcards.scenario, wildcards.method, int(wildcards.seed))
     if is_present(run):
         return []
-    for dataset in clconfig.downloads(CFG["_experiments"][wildcards.experiment]):
+    for dataset in clconfig.downloads(CFG.experiments[wildcards.experiment]):
         recorded = dataset_status(dataset)
         if not recorded["ok"]:
             raise WorkflowError(f"{result_file(run)} cannot be trained: {dataset}: {recorded['reason']}")
@@ -254,7 +254,7 @@ def uses_gpu():
 
 
 # Simulations of memory models (simulation.smk)
-SIMULATIONS = CFG["_simulations"]
+SIMULATIONS = CFG.simulations
 SIMULATION_PANELS = list(RUNNERS)   # (a)-(e) in order, so the report reads them in one order
 SIMULATION_RECORDS = [f"{OUT}/simulations/{s}/{panel}.json" for s in SIMULATIONS for panel in SIMULATION_PANELS]
 SIMULATION_PLOTS = [f"{OUT}/simulations/{s}/{kind}.png" for s in SIMULATIONS for kind in SIMULATION_FIGURES]

@@ -1,10 +1,11 @@
 """Continual-learning methods. Each is a small module behind the hooks of ``base.Method``;
-``REGISTRY`` maps a method's name to its class, and ``expand`` turns a configured method (a named
-bundle of hyperparameters, possibly per scenario) into the class and the resolved values."""
+``REGISTRY`` maps a method's name to its class, ``expand`` turns a configured method (a named
+bundle of hyperparameters, possibly per scenario) into the class and the resolved values, and
+``schema`` is the experiment schema's part for each method's hyperparameters."""
 from __future__ import annotations
 
 from .agem import AGEM
-from .base import REQUIRED, Method
+from .base import REQUIRED, Method, defaults
 from .bir import BIR
 from .cln import CLN
 from .crumb import CRUMB
@@ -25,6 +26,10 @@ REGISTRY: dict[str, type[Method]] = {cls.name: cls for cls in (Method, Joint, In
                                                                 CRUMB)}
 
 
+#: the keys of a configured method that are not hyperparameters (experiment.schema.yaml describes them)
+ENTRY_KEYS = ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios")
+
+
 def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
     """Resolve the method configured as ``methods.<label>`` for one scenario.
 
@@ -40,14 +45,15 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
     if scenario not in cls.scenarios:
         raise ValueError(f"{where}: method {name!r} does not support the {scenario}-IL scenario "
                          f"(supports: {', '.join(cls.scenarios)})")
-    hp, known = dict(cls.hyperparameters), {**cls.hyperparameters, **cls.optional_hyperparameters}
+    declared = {**cls.hyperparameters, **cls.optional_hyperparameters}
+    hp = defaults(cls.hyperparameters)
     for key, value in spec.items():
-        if key in ("method", "label", "description", "model", "optimizer", "benchmark", "scenarios"):  # config
+        if key in ENTRY_KEYS:
             continue
-        if key not in known:
+        if key not in declared:
             raise ValueError(f"{where}.{key}: {name!r} has no hyperparameter {key!r} "
-                             f"(has: {sorted(known) or 'none'})")
-        if isinstance(value, dict):  # per-scenario value
+                             f"(has: {sorted(declared) or 'none'})")
+        if isinstance(value, dict) and declared[key].per_scenario:
             if scenario not in value:
                 raise ValueError(f"{where}.{key} gives no value for the {scenario!r} scenario")
             value = value[scenario]
@@ -56,3 +62,12 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
     if missing:
         raise ValueError(f"{where}: required hyperparameter(s) missing: {', '.join(missing)}")
     return cls, hp
+
+
+def schema() -> list[dict]:
+    """For each method, the JSON schema of its hyperparameters, applied to the entries that name
+    it (``if: method is ..., then: ...``): what ``config.validate`` adds to ``experiment.schema.yaml``."""
+    return [{"if": {"properties": {"method": {"const": name}}, "required": ["method"]},
+             "then": {"properties": {key: h.schema() for key, h in
+                                     {**cls.hyperparameters, **cls.optional_hyperparameters}.items()}}}
+            for name, cls in REGISTRY.items() if cls.hyperparameters or cls.optional_hyperparameters]

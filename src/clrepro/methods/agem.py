@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import cross_entropy, forward
+from .base import Step, cross_entropy, forward
 from .er import ER
 
 TALLY = ("steps", "projected", "uphill", "replay_loss_max", "replay_loss_last")
@@ -40,17 +40,16 @@ class AGEM(ER):
     def begin_task(self, task: int) -> None:
         super().begin_task(task)
         self.tally = torch.zeros(len(TALLY), device=next(self.model.parameters()).device)
-        self.step_ref = None
 
-    def train_batches(self, batch_size: int):
-        self.batch_size = batch_size
-        return self.sampler.batches(batch_size)
+    def draw(self, batch_size: int) -> Step:
+        """The current task's batch only: the memory's batch is drawn after the backward pass."""
+        return Step(self.sampler.batches(batch_size), batch_size)
 
-    def loss(self, outputs, batches):
-        return cross_entropy(outputs, batches)
+    def loss(self, step: Step) -> torch.Tensor:
+        return cross_entropy(step.outputs, step.batches)
 
-    def after_backward(self) -> None:
-        replay = self.replay(self.batch_size)
+    def after_backward(self, step: Step) -> None:
+        replay = self.replay(step.size)
         if not replay:
             return
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -63,13 +62,13 @@ class AGEM(ER):
         for p in params:
             p.grad.copy_(g_step[offset:offset + p.numel()].view_as(p))
             offset += p.numel()
-        self.step_ref = (torch.cat([p.detach().flatten() for p in params]), g_ref, g_step is not g,
-                         memory_loss.detach())
+        step.extras["reference"] = (torch.cat([p.detach().flatten() for p in params]), g_ref, g_step is not g,
+                                    memory_loss.detach())
 
-    def after_step(self) -> None:
-        if self.step_ref is None:
+    def after_step(self, step: Step) -> None:
+        if "reference" not in step.extras:
             return
-        theta, g_ref, projected, memory_loss = self.step_ref
+        theta, g_ref, projected, memory_loss = step.extras["reference"]
         step = torch.cat([p.detach().flatten() for p in self.model.parameters() if p.requires_grad]) - theta
         t = self.tally
         t[0] += 1
@@ -77,7 +76,6 @@ class AGEM(ER):
         t[2] += torch.dot(step, g_ref).clamp(min=0)
         t[3] = torch.maximum(t[3], memory_loss)
         t[4] = memory_loss
-        self.step_ref = None
 
     def task_log(self, task: int) -> dict:
         steps, projected, uphill, loss_max, loss_last = self.tally.tolist()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 from copy import deepcopy
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +42,35 @@ def generator(seed: int) -> torch.Generator:
 REQUIRED = type("Required", (), {"__repr__": lambda self: "<required>"})()
 """Default of a hyperparameter that the configuration must set."""
 
+SCENARIOS = ("task", "domain", "class")
+
+
+class Hyperparameter:
+    """A method's hyperparameter, declared once, on the method: its ``default`` (``REQUIRED``: the
+    configuration must set it), its JSON-schema ``type`` and further constraints (``enum``,
+    ``minimum``, ...), what it is (``help``, with the paper's equation), and whether a
+    configuration may give it per scenario (``{task: .., domain: .., class: ..}``). The method
+    part of the experiment schema is generated from these (``methods.schema``)."""
+
+    def __init__(self, default, type: str | list[str], help: str, per_scenario: bool = False, **constraints):
+        self.default, self.type, self.help, self.per_scenario = default, type, help, per_scenario
+        self.constraints = constraints
+
+    def schema(self) -> dict:
+        one = {"type": self.type, **self.constraints}
+        if not self.per_scenario:
+            return {**one, "description": self.help}
+        per = {"type": "object", "additionalProperties": False, "properties": dict.fromkeys(SCENARIOS, one)}
+        return {"oneOf": [one, per], "description": self.help}
+
+    def __repr__(self) -> str:
+        return f"Hyperparameter({self.default!r}, {self.type!r})"
+
+
+def defaults(hyperparameters: dict[str, Hyperparameter]) -> dict:
+    """Each hyperparameter's default."""
+    return {name: h.default for name, h in hyperparameters.items()}
+
 
 @dataclass
 class Batch:
@@ -60,6 +89,28 @@ class Batch:
 def n_current(batches: list[Batch]) -> int:
     """How many of ``batches`` are the current task's (they come first; the rest are replayed)."""
     return sum(not b.replayed for b in batches)
+
+
+@dataclass
+class Step:
+    """One optimiser step, what every hook from ``forward`` to ``after_step`` receives: its
+    ``batches`` (the current task's, then any replayed), the run's batch size ``size``, the
+    network's ``outputs`` for the batches (set by the loop after ``forward``), and ``extras``:
+    what a method's hooks hand each other within the step (DGR's generated inputs and their
+    labels, BI-R's hidden activations, SI's gradient, A-GEM's reference gradient)."""
+
+    batches: list[Batch]
+    size: int
+    outputs: list | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def current(self) -> list[Batch]:
+        return self.batches[:n_current(self.batches)]
+
+    @property
+    def replayed(self) -> list[Batch]:
+        return self.batches[n_current(self.batches):]
 
 
 class Sampler:
@@ -158,23 +209,23 @@ class Method:
     """Fine-tuning ("None"): plain sequential training; the base every method builds on.
 
     Subclasses set ``name``, ``scenarios`` (those they support; the config validator refuses the
-    rest before any training) and ``hyperparameters`` (name -> default; ``None`` = required).
+    rest before any training) and ``hyperparameters`` (name -> ``Hyperparameter``).
     """
 
     name: ClassVar[str] = "none"
     fresh_optimizer: ClassVar[bool] = False   # the loop makes a new optimiser before every task
     scored_when_learned: ClassVar[bool] = False   # figures score task j by R[j][j], not R[T-1][j]
     scores_need_end_task: ClassVar[bool] = False  # end_task also after the last task (before scoring)
-    scenarios: ClassVar[tuple[str, ...]] = ("task", "domain", "class")
-    hyperparameters: ClassVar[dict] = {}
+    scenarios: ClassVar[tuple[str, ...]] = SCENARIOS
+    hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
     #: hyperparameters a method gained after results were committed: in a run's spec (and hash) only
     #: where its configuration sets them, so the runs that keep the default keep their spec
-    optional_hyperparameters: ClassVar[dict] = {}
+    optional_hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
 
     def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int, drop_last: bool = True):
         """``drop_last``: the samplers' (off when a task is counted in epochs)."""
         self.model, self.bench, self.seed, self.drop_last = model, bench, seed, drop_last
-        self.hp = {**self.optional_hyperparameters, **hp}
+        self.hp = {**defaults(self.optional_hyperparameters), **hp}
         self.task = 0
         self.steps = 0   # the current task's training steps (set by the loop before ``prepare``)
 
@@ -189,26 +240,27 @@ class Method:
         the method's state holds (CLN grows the network here). Not repeated when a checkpoint
         taken inside the task is resumed."""
 
-    def train_batches(self, batch_size: int) -> list[Batch]:
-        return self.sampler.batches(batch_size)
+    def draw(self, batch_size: int) -> Step:
+        """The batches of one step: ``batch_size`` samples of the current task (then any replayed)."""
+        return Step(self.sampler.batches(batch_size), batch_size)
 
-    def step_groups(self, batches: list[Batch]) -> list[list[Batch]]:
-        """The optimiser steps one draw of batches is learnt in, in order: each group's forward,
-        loss, backward and step see the parameters the step before left. One step by default."""
-        return [batches]
+    def step_groups(self, step: Step) -> list[Step]:
+        """The optimiser steps one draw is learnt in, in order: each one's forward, loss, backward
+        and update see the parameters the one before left. One step by default."""
+        return [step]
 
-    def forward(self, batches: list[Batch]) -> list[torch.Tensor]:
-        """The network's outputs (all units) for each batch, in one pass."""
-        return forward(self.model, batches)
+    def forward(self, step: Step) -> list[torch.Tensor]:
+        """The network's outputs (all units) for each batch, in one pass (under autocast)."""
+        return forward(self.model, step.batches)
 
-    def loss(self, outputs: list[torch.Tensor], batches: list[Batch]) -> torch.Tensor:
-        """The loss of one step from the model's outputs (all units) for each batch."""
-        return cross_entropy(outputs, batches)
+    def loss(self, step: Step) -> torch.Tensor:
+        """The loss of one step from ``step.outputs`` (all units) for each batch (under autocast)."""
+        return cross_entropy(step.outputs, step.batches)
 
-    def after_backward(self) -> None:
+    def after_backward(self, step: Step) -> None:
         """Gradients are in ``p.grad``; a penalty may add its analytic gradient here."""
 
-    def after_step(self) -> None:
+    def after_step(self, step: Step) -> None:
         """The optimiser has updated the parameters."""
 
     def end_task(self, task: int) -> None:
@@ -250,10 +302,6 @@ class Method:
 
     def load_task_state(self, state: dict) -> None:
         self.sampler.load_state_dict(state["sampler"])
-
-    def penalty(self) -> torch.Tensor:
-        """The regularisation term added to the loss (differentiable; zero if none)."""
-        return torch.zeros((), device=next(self.model.parameters()).device)
 
     # -- helpers ---------------------------------------------------------------------------------
     def seed_for(self, task: int, purpose: str) -> int:

@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import MLP
-from .base import Batch, adam, frozen
+from .base import Batch, Hyperparameter, Step, adam, frozen
 from .lwf import heads, replay_loss
 from .replay import Replaying
 
@@ -105,8 +105,18 @@ class FeedbackGenerator(nn.Module):
 
 class BIR(Replaying):
     name = "bir"
-    hyperparameters = {"latent": 100, "gating": 0.0, "internal": 0, "distill": True, "temperature": 2.0,
-                       "lr": 0.001}
+    hyperparameters = {
+        "latent": Hyperparameter(100, "integer", "Latent dimensions (one mode per class, conditional replay).",
+                                 minimum=1),
+        "gating": Hyperparameter(0.0, "number", "Fraction of the decoder's hidden units switched off per class "
+                                 "(the reference's dg_prop).", per_scenario=True, minimum=0, maximum=1),
+        "internal": Hyperparameter(0, "integer", "Replay level: 0 the inputs, k the k-th hidden layer (the layers "
+                                   "below are frozen after the first task).", minimum=0),
+        "distill": Hyperparameter(True, "boolean", "Replayed samples distilled on the previous network's soft "
+                                  "outputs, or labelled with its most likely class."),
+        "temperature": Hyperparameter(2.0, "number", "Distillation temperature T.", exclusiveMinimum=0),
+        "lr": Hyperparameter(0.001, "number", "The generator's Adam learning rate.", exclusiveMinimum=0),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -142,21 +152,22 @@ class BIR(Replaying):
             if task:
                 p.grad = None
 
-    def forward(self, batches):
-        """The network's outputs, keeping the replay level's and the top hidden layer's activations."""
-        (b,) = batches
-        self._level = self.front(b.x.flatten(1))
-        self._top = self.rest(self._level)
-        return [self.model.head(self._top)]
+    def forward(self, step: Step):
+        """The network's outputs, keeping the replay level's and the top hidden layer's activations
+        (``extras["level"]``, ``extras["top"]``)."""
+        (b,) = step.batches
+        level = step.extras["level"] = self.front(b.x.flatten(1))
+        top = step.extras["top"] = self.rest(level)
+        return [self.model.head(top)]
 
     def _global(self, b: Batch) -> torch.Tensor:
         """Each sample's class among all the benchmark's (what the generator is conditioned on)."""
         return b.y if self.bench.scenario == "class" else b.y + self.bench.classes_before(b.task)
 
-    def loss(self, outputs, batches):
-        (b,) = batches
-        current = (F.cross_entropy(outputs[0][:, b.lo:b.hi], b.y)
-                   + self.gen.loss(self._top, self._level.detach(), self._global(b), self.binary))
+    def loss(self, step: Step):
+        (b,), (z,), level = step.batches, step.outputs, step.extras["level"]
+        current = (F.cross_entropy(z[:, b.lo:b.hi], b.y)
+                   + self.gen.loss(step.extras["top"], level.detach(), self._global(b), self.binary))
         if self.previous is None:
             return current
         t, k = self.task, self.bench.classes_per_task
@@ -178,7 +189,7 @@ class BIR(Replaying):
             kd = replay_loss(z[:, lo:hi], teacher[:, lo:hi_old], soft, T)
         return self.mix(current, kd + self.gen.loss(top, x, c, self.binary))
 
-    def after_step(self) -> None:
+    def after_step(self, step: Step) -> None:
         self.gen_opt.step()
         self.gen_opt.zero_grad(set_to_none=True)
 

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import GrowingMLP, in_chunks
-from .base import Batch, adam, cross_entropy, frozen, n_current
+from .base import Batch, Hyperparameter, Step, adam, cross_entropy, frozen
 from .dgr import VAE
 from .replay import Replaying
 
@@ -63,9 +63,29 @@ class GrowingVAE(VAE):
 class CLN(Replaying):
     name = "cln"
     scenarios = ("class",)
-    hyperparameters = {"grow_units": 50, "latent": 10, "grow_latent": 6, "vae_hidden": [400, 400],
-                       "vae_steps": 1.0, "feature_steps": 0.25, "stat_samples": 1000, "filter": True,
-                       "oversample": 2, "lr": 0.001, "batch_size": 128}
+    hyperparameters = {
+        "grow_units": Hyperparameter(50, ["integer", "array"], "Units born per hidden layer (one number, or one per "
+                                     "layer) at every task after the first.", minimum=0, items={"type": "integer"}),
+        "latent": Hyperparameter(10, "integer", "Latent dimensions of the VAE at the start.", minimum=1),
+        "grow_latent": Hyperparameter(6, "integer", "Latent dimensions added at every task after the first.",
+                                      minimum=0),
+        "vae_hidden": Hyperparameter([400, 400], "array", "Hidden widths of the VAE's encoder (its decoder mirrors "
+                                     "them).", items={"type": "integer", "minimum": 1}),
+        "vae_steps": Hyperparameter(1.0, "number", "The VAE's steps per task, in multiples of the classifier's.",
+                                    exclusiveMinimum=0),
+        "feature_steps": Hyperparameter(0.25, "number", "Steps of the new units' features per layer and task, in "
+                                        "multiples of the classifier's.", minimum=0),
+        "stat_samples": Hyperparameter(1000, "integer", "Replayed samples per old class the class statistics are "
+                                       "re-estimated from.", minimum=1),
+        "filter": Hyperparameter(True, "boolean", "Keep only the generated samples the previous classifier assigns "
+                                 "to their class."),
+        "oversample": Hyperparameter(2, "integer", "With the filter: samples generated per sample replayed.",
+                                     minimum=1),
+        "lr": Hyperparameter(0.001, "number", "Adam learning rate of the VAE and of the new units' features.",
+                             exclusiveMinimum=0),
+        "batch_size": Hyperparameter(128, "integer", "Batch size of the VAE's and the features' training.",
+                                     minimum=1),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,20 +139,21 @@ class CLN(Replaying):
         super().begin_task(task)
         self.kept = [0, 0]
 
-    def train_batches(self, batch_size: int):
+    def draw(self, batch_size: int) -> Step:
         current = self.sampler.batches(batch_size)
         if self.task == 0:
-            return current
+            return Step(current, batch_size)
         c = self._classes(batch_size, self.replay_gen)
         x, kept = self.sample(self.vae, self.stat_mean, self.stat_chol, c, self.replay_gen, self.teacher)
         self.kept = [self.kept[0] + len(kept), self.kept[1] + len(c)]
         lo, hi = self.bench.active(self.task, self.task)
-        return current + [Batch(x[:batch_size], kept[:batch_size], lo, hi, self.task, replayed=True)]
+        return Step(current + [Batch(x[:batch_size], kept[:batch_size], lo, hi, self.task, replayed=True)], batch_size)
 
-    def loss(self, outputs, batches):
+    def loss(self, step: Step) -> torch.Tensor:
+        outputs, batches = step.outputs, step.batches
         if self.task == 0:
             return cross_entropy(outputs, batches)
-        n = n_current(batches)
+        n = len(step.current)
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches[-1].y) == 0:   # the filter kept nothing
             return current

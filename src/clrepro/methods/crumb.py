@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import CNN, MLP, SqueezeNet, evaluating
-from .base import REQUIRED, Batch, cross_entropy, n_current
+from .base import REQUIRED, Hyperparameter, Step, cross_entropy, n_current
 from .replay import Buffer, Replaying
 
 SCORES = ("direct", "reconstructed")
@@ -63,9 +63,28 @@ REPLAY_STEPS = ("summed", "separate")
 
 class CRUMB(Replaying):
     name = "crumb"
-    hyperparameters = {"budget": REQUIRED, "cut": 2, "blocks": 256, "block_length": 8, "coef": 5.0,
-                       "init": "sample_first_batch", "init_samples": 128, "scores": "direct", "clamp": 10.0}
-    optional_hyperparameters = {"replay_step": "summed"}
+    hyperparameters = {
+        "budget": Hyperparameter(REQUIRED, "integer", "Stored feature maps in all, shared by the classes seen.",
+                                 minimum=1),
+        "cut": Hyperparameter(2, "integer", "Modules of the network's features that form f (frozen after the "
+                              "first task).", minimum=1),
+        "blocks": Hyperparameter(256, "integer", "Rows of the codebook M (memory blocks).", minimum=2),
+        "block_length": Hyperparameter(8, "integer", "Channels per memory block, L.", minimum=1),
+        "coef": Hyperparameter(5.0, "number", "Weight of the replayed batch's cross-entropy.", minimum=0),
+        "init": Hyperparameter("sample_first_batch", "string", "How the codebook starts: its entries drawn from the "
+                               "values of f's features on the first task.", enum=["sample_first_batch"]),
+        "init_samples": Hyperparameter(128, "integer", "Training samples of the first task the codebook is drawn "
+                                       "from.", minimum=1),
+        "scores": Hyperparameter("direct", "string", "Evaluation on g(z) (the paper's accuracy) or on the "
+                                 "reconstruction.", enum=["direct", "reconstructed"]),
+        "clamp": Hyperparameter(10.0, "number", "Every gradient clamped element-wise to [-clamp, clamp].",
+                                exclusiveMinimum=0),
+    }
+    optional_hyperparameters = {
+        "replay_step": Hyperparameter("summed", "string", "Replay summed into the step's loss, or a second step "
+                                      "through the parameters the first left (the reference's).",
+                                      enum=["summed", "separate"]),
+    }
 
     def __init__(self, model, bench, hp, seed, drop_last=True):
         super().__init__(model, bench, hp, seed, drop_last)
@@ -139,21 +158,20 @@ class CRUMB(Replaying):
                 pick = torch.randint(len(values), tuple(self.model.codebook.shape), generator=gen)
                 self.model.codebook.copy_(values[pick.to(values.device)])
 
-    def train_batches(self, batch_size: int) -> list[Batch]:
+    def draw(self, batch_size: int) -> Step:
         current = self.sampler.batches(batch_size)
         replay = self.buffer.batches(self.bench, batch_size, self.task, self.replay_gen) if len(self.buffer) else []
-        return current + replay
+        return Step(current + replay, batch_size)
 
-    def step_groups(self, batches: list[Batch]) -> list[list[Batch]]:
-        n = n_current(batches)
-        if self.hp["replay_step"] == "summed" or n == len(batches):
-            return [batches]
-        return [batches[:n], batches[n:]]
+    def step_groups(self, step: Step) -> list[Step]:
+        if self.hp["replay_step"] == "summed" or not step.replayed:
+            return [step]
+        return [Step(step.current, step.size), Step(step.replayed, step.size)]
 
-    def forward(self, batches: list[Batch]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    def forward(self, step: Step) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """Per batch: g on the reconstructed features, and (first task) g on the features themselves."""
         outputs = []
-        for b in batches:
+        for b in step.batches:
             if b.replayed:                                # stored indices
                 outputs.append((self.top(self.decode(b.x)), None))
                 continue
@@ -161,9 +179,10 @@ class CRUMB(Replaying):
             outputs.append((self.top(self.decode(self.encode(z))), None if self.frozen else self.top(z)))
         return outputs
 
-    def loss(self, outputs, batches):
+    def loss(self, step: Step) -> torch.Tensor:
         """CE of the current batches (+ CE of g(z) before the freeze) + coef x CE of the replayed;
         the current batches come first."""
+        outputs, batches = step.outputs, step.batches
         n = n_current(batches)
         loss = None
         if n:
@@ -175,7 +194,7 @@ class CRUMB(Replaying):
             loss = replay if loss is None else loss + replay
         return loss
 
-    def after_backward(self) -> None:
+    def after_backward(self, step: Step) -> None:
         for p in self.model.parameters():
             if p.grad is not None:
                 p.grad.clamp_(-self.hp["clamp"], self.hp["clamp"])

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import adam, cross_entropy, frozen
+from .base import Hyperparameter, Step, adam, cross_entropy, frozen
 from .lwf import heads, replay_loss
 from .replay import Replaying
 
@@ -73,7 +73,13 @@ class VAE(nn.Module):
 
 class DGR(Replaying):
     name = "dgr"
-    hyperparameters = {"distill": False, "temperature": 2.0, "latent": 100, "lr": 0.001}
+    hyperparameters = {
+        "distill": Hyperparameter(False, "boolean", "Replayed samples labelled with the previous model's soft "
+                                  "outputs (DGR+distill) instead of its most likely class."),
+        "temperature": Hyperparameter(2.0, "number", "DGR+distill: distillation temperature T.", exclusiveMinimum=0),
+        "latent": Hyperparameter(100, "integer", "Latent dimensions of the VAE.", minimum=1),
+        "lr": Hyperparameter(0.001, "number", "The generator's Adam learning rate.", exclusiveMinimum=0),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,31 +91,32 @@ class DGR(Replaying):
         self.vae_opt = adam(self.vae.parameters(), self.hp["lr"])
         self.old_vae = self.teacher = None
 
-    def train_batches(self, batch_size: int):
-        batches = self.current = self.sampler.batches(batch_size)
-        self.replayed = None
+    def draw(self, batch_size: int) -> Step:
+        """The current task's batch; from the second task on, ``extras["replayed"]``: as many
+        inputs decoded by the previous generator and the previous classifier's outputs for them."""
+        step = Step(self.sampler.batches(batch_size), batch_size)
         if self.old_vae is not None:
             x = self.old_vae.sample(batch_size, self.replay_gen, self.bench.input_shape)
             with torch.no_grad():
-                self.replayed = (x, self.teacher(x))
-        return batches
+                step.extras["replayed"] = (x, self.teacher(x))
+        return step
 
-    def loss(self, outputs, batches):
-        current = cross_entropy(outputs, batches)
-        if self.replayed is None:
+    def loss(self, step: Step) -> torch.Tensor:
+        current = cross_entropy(step.outputs, step.batches)
+        if "replayed" not in step.extras:
             return current
-        x, old = self.replayed
+        x, old = step.extras["replayed"]
         z = self.model(x)
         losses = [replay_loss(z[:, lo:hi], old[:, lo:hi_old], self.hp["distill"], self.hp["temperature"])
                   for lo, hi, hi_old in heads(self.bench, self.task)]
         return self.mix(current, sum(losses) / len(losses))
 
-    def after_step(self) -> None:
+    def after_step(self, step: Step) -> None:
         """One step of the generator on the same inputs (current and replayed)."""
-        x = torch.cat([b.x for b in self.current])
+        x = torch.cat([b.x for b in step.batches])
         loss = self.vae.loss(x)
-        if self.replayed is not None:
-            loss = self.mix(loss, self.vae.loss(self.replayed[0]))
+        if "replayed" in step.extras:
+            loss = self.mix(loss, self.vae.loss(step.extras["replayed"][0]))
         self.vae_opt.zero_grad()
         loss.backward()
         self.vae_opt.step()

@@ -10,13 +10,19 @@ every checkpoint. ``budget`` (total samples, shared by the classes seen) replace
 when given."""
 from __future__ import annotations
 
-from .base import Batch, cross_entropy, n_current
+from .base import Batch, Hyperparameter, Step, cross_entropy, n_current
 from .replay import Buffer, Replaying
 
 
 class ER(Replaying):
     name = "er"
-    hyperparameters = {"per_class": 100, "budget": None, "selection": "reservoir"}
+    hyperparameters = {
+        "per_class": Hyperparameter(100, "integer", "Stored samples per class (without a budget).", minimum=1),
+        "budget": Hyperparameter(None, ["integer", "null"], "Stored samples in all, shared by the classes seen "
+                                 "(replaces per_class).", minimum=1),
+        "selection": Hyperparameter("reservoir", "string", "How the samples of a task are chosen: at random or by "
+                                    "herding (Rebuffi et al. Alg. 4).", enum=["reservoir", "herding"]),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -26,10 +32,11 @@ class ER(Replaying):
     def replay(self, n: int) -> list[Batch]:
         return self.buffer.batches(self.bench, n, self.task, self.replay_gen) if len(self.buffer) else []
 
-    def train_batches(self, batch_size: int) -> list[Batch]:
-        return self.sampler.batches(batch_size) + self.replay(batch_size)
+    def draw(self, batch_size: int) -> Step:
+        return Step(self.sampler.batches(batch_size) + self.replay(batch_size), batch_size)
 
-    def loss(self, outputs, batches):
+    def loss(self, step: Step):
+        outputs, batches = step.outputs, step.batches
         n = n_current(batches)
         current = cross_entropy(outputs[:n], batches[:n])
         if len(batches) == n:

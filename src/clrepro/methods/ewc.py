@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import evaluating, in_chunks
-from .base import REQUIRED
+from .base import REQUIRED, Hyperparameter
 from .importance import linear_only, linear_sums, per_sample_grads
 from .quadratic import QuadraticPenalty
 
@@ -64,8 +64,22 @@ def fisher_diagonal(model, x: torch.Tensor, y: torch.Tensor, lo: int, hi: int, v
 
 class EWC(QuadraticPenalty):
     name = "ewc"
-    hyperparameters = {"lambda": REQUIRED, "fisher": "exact", "fisher_n": None, "online": False,
-                       "gamma": 1.0, "gamma_in_penalty": False}
+    hyperparameters = {
+        "lambda": Hyperparameter(REQUIRED, "number", "Strength of the penalty (Kirkpatrick et al. Eq. 3; "
+                                 "Schwarz et al. Eq. 5 for online EWC).", per_scenario=True, minimum=0),
+        "fisher": Hyperparameter("exact", "string", "How the Fisher information is estimated: the expectation over "
+                                 "the model's predictive distribution, one label sampled from it, the true labels "
+                                 "(empirical), or the predicted label.",
+                                 enum=["exact", "sampled", "empirical", "predicted"]),
+        "fisher_n": Hyperparameter(None, ["integer", "null"], "Training samples the Fisher is estimated on (all "
+                                   "when null).", minimum=1),
+        "online": Hyperparameter(False, "boolean", "Online EWC: one running Fisher and the latest anchor "
+                                 "(Schwarz et al. 2018) instead of a term per task."),
+        "gamma": Hyperparameter(1.0, "number", "Online EWC: decay of the running Fisher, F* <- gamma F* + F.",
+                                per_scenario=True, minimum=0),
+        "gamma_in_penalty": Hyperparameter(False, "boolean", "Online EWC: gamma also multiplies F* in the penalty "
+                                           "(Schwarz et al. Eq. 5), not only in its update."),
+    }
 
     def end_task(self, task: int) -> None:
         data = self.bench.train[task]

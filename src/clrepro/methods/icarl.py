@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import evaluating
-from .base import Batch, forward, frozen
+from .base import Hyperparameter, Step, forward, frozen
 from .replay import Buffer, Replaying
 
 
@@ -30,7 +30,13 @@ class ICaRL(Replaying):
     name = "icarl"
     scenarios = ("class",)
     scores_need_end_task = True   # the last task's exemplars and means classify its classes
-    hyperparameters = {"budget": 2000, "temperature": 1.0, "herding_mean": "plain"}
+    hyperparameters = {
+        "budget": Hyperparameter(2000, "integer", "Exemplars in all, K (Rebuffi et al. Alg. 2).", minimum=1),
+        "temperature": Hyperparameter(1.0, "number", "Temperature of the old network's sigmoid targets (Alg. 3).",
+                                      exclusiveMinimum=0),
+        "herding_mean": Hyperparameter("plain", "string", "Herding approaches the mean of the features as they are "
+                                       "or of the unit-normalised features (Alg. 4).", enum=["plain", "unit"]),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -38,13 +44,14 @@ class ICaRL(Replaying):
         self.teacher = None
         self.means = None   # (n_outputs, D): normalised class means of the exemplars; NaN rows unseen
 
-    def train_batches(self, batch_size: int) -> list[Batch]:
+    def draw(self, batch_size: int) -> Step:
         stored, current = len(self.buffer), self.sampler.size
         n_stored = round(batch_size * stored / (stored + current)) if stored else 0
-        return self.sampler.batches(batch_size - n_stored) + (
-            self.buffer.batches(self.bench, n_stored, self.task, self.replay_gen) if n_stored else [])
+        return Step(self.sampler.batches(batch_size - n_stored) + (
+            self.buffer.batches(self.bench, n_stored, self.task, self.replay_gen) if n_stored else []), batch_size)
 
-    def loss(self, outputs, batches):
+    def loss(self, step: Step) -> torch.Tensor:
+        outputs, batches = step.outputs, step.batches
         z = torch.cat([o[:, b.lo:b.hi] for o, b in zip(outputs, batches)])
         y = torch.cat([b.y for b in batches])
         target = F.one_hot(y, z.shape[1]).to(z.dtype)

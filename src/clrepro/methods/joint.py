@@ -6,7 +6,7 @@ losses, which weights tasks equally rather than samples (the split-MNIST tasks a
 of each other in size)."""
 from __future__ import annotations
 
-from .base import Method, Sampler
+from .base import Method, Sampler, Step
 
 
 class Joint(Method):
@@ -25,5 +25,5 @@ class IncrementalJoint(Joint):
     each task keeps the batch share it had alone."""
     name = "joint_incremental"
 
-    def train_batches(self, batch_size: int):
-        return self.sampler.batches(batch_size * (self.task + 1))
+    def draw(self, batch_size: int) -> Step:
+        return Step(self.sampler.batches(batch_size * (self.task + 1)), batch_size)

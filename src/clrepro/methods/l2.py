@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .base import REQUIRED
+from .base import REQUIRED, Hyperparameter
 from .quadratic import QuadraticPenalty
 
 
 class L2(QuadraticPenalty):
     name = "l2"
-    hyperparameters = {"lambda": REQUIRED}
+    hyperparameters = {"lambda": Hyperparameter(REQUIRED, "number", "Strength of the penalty, lambda/2 "
+                                                 "sum_i (theta_i - theta*_i)^2.", per_scenario=True, minimum=0)}
 
     def end_task(self, task: int) -> None:
         self.terms = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, cross_entropy, frozen
+from .base import Hyperparameter, Method, Step, cross_entropy, frozen
 
 
 def heads(bench, task: int) -> list[tuple[int, int, int]]:
@@ -53,17 +53,24 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 class LwF(Method):
     name = "lwf"
-    hyperparameters = {"temperature": 2.0, "kd_reduction": "batchmean", "t_squared": True}
+    hyperparameters = {
+        "temperature": Hyperparameter(2.0, "number", "Distillation temperature T (Li & Hoiem Eq. 2).",
+                                      exclusiveMinimum=0),
+        "kd_reduction": Hyperparameter("batchmean", "string", "The distillation term summed over the output units "
+                                       "and averaged over the batch, or averaged over both (the three-scenarios "
+                                       "code before 26f00db).", enum=["batchmean", "mean"]),
+        "t_squared": Hyperparameter(True, "boolean", "The distillation term scaled by T^2 (Hinton et al. 2015)."),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.teacher = None
 
-    def loss(self, outputs, batches):
-        current = cross_entropy(outputs, batches)
+    def loss(self, step: Step) -> torch.Tensor:
+        current = cross_entropy(step.outputs, step.batches)
         if self.teacher is None:
             return current
-        (b,), (z,) = batches, outputs
+        (b,), (z,) = step.batches, step.outputs
         with torch.no_grad():
             old = self.teacher(b.x)
         T, red, t2 = self.hp["temperature"], self.hp["kd_reduction"], self.hp["t_squared"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ..models import evaluating
-from .base import REQUIRED
+from .base import REQUIRED, Hyperparameter
 from .importance import linear_only, linear_sums, per_sample_grads
 from .quadratic import QuadraticPenalty
 
@@ -28,7 +28,8 @@ def mas_importance(model, x: torch.Tensor, lo: int, hi: int, chunk: int = 512, e
 
 class MAS(QuadraticPenalty):
     name = "mas"
-    hyperparameters = {"lambda": REQUIRED}
+    hyperparameters = {"lambda": Hyperparameter(REQUIRED, "number", "Strength of the penalty (Aljundi et al. Eq. 3).",
+                                                 per_scenario=True, minimum=0)}
 
     def end_task(self, task: int) -> None:
         lo, hi = self.bench.active(task, task)

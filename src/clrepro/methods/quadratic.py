@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method
+from .base import Method, Step
 
 
 class QuadraticPenalty(Method):
@@ -42,7 +42,7 @@ class QuadraticPenalty(Method):
             torch._foreach_mul_(diff, term["omega"])
             torch._foreach_add_(grads, diff, alpha=2.0 * term["scale"])
 
-    def after_backward(self) -> None:
+    def after_backward(self, step: Step) -> None:
         if self.terms:
             self.add_penalty_grad()
 

@@ -18,13 +18,22 @@ from __future__ import annotations
 
 import torch
 
-from .base import REQUIRED
+from .base import REQUIRED, Hyperparameter, Step
 from .quadratic import QuadraticPenalty
 
 
 class SI(QuadraticPenalty):
     name = "si"
-    hyperparameters = {"c": REQUIRED, "xi": 0.1, "gradient": "unregularised", "omega_clip": "relu"}
+    hyperparameters = {
+        "c": Hyperparameter(REQUIRED, "number", "Strength of the surrogate loss (Zenke et al. Eq. 4).",
+                            per_scenario=True, minimum=0),
+        "xi": Hyperparameter(0.1, "number", "Damping of the importance (Eq. 5).", exclusiveMinimum=0),
+        "gradient": Hyperparameter("unregularised", "string", "The gradient of the path integral (Eq. 3): the "
+                                   "task loss's (pathint) or the regularised loss's (the three-scenarios code).",
+                                   enum=["unregularised", "total"]),
+        "omega_clip": Hyperparameter("relu", "string", "Negative path-integral contributions clipped at zero "
+                                     "(pathint) or kept.", enum=["relu", "none"]),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,24 +50,23 @@ class SI(QuadraticPenalty):
         self.path = [torch.zeros_like(p) for p in params]     # omega (Eq. 3)
 
     @torch.no_grad()
-    def after_backward(self) -> None:
+    def after_backward(self, step: Step) -> None:
         params = self._params()
         if self.hp["gradient"] == "unregularised":
-            self.grad = torch._foreach_mul([p.grad for p in params], 1.0)  # copy before the penalty
-            super().after_backward()
+            step.extras["grad"] = torch._foreach_mul([p.grad for p in params], 1.0)  # copy before the penalty
+            super().after_backward(step)
         else:
-            super().after_backward()
-            self.grad = [p.grad for p in params]
+            super().after_backward(step)
+            step.extras["grad"] = [p.grad for p in params]
 
     @torch.no_grad()
-    def after_step(self) -> None:
+    def after_step(self, step: Step) -> None:
         params = self._params()
         delta = torch._foreach_sub(params, self.prev)
-        torch._foreach_mul_(delta, self.grad)
+        torch._foreach_mul_(delta, step.extras["grad"])
         torch._foreach_sub_(self.path, delta)
         for prev, p in zip(self.prev, params):
             prev.copy_(p)
-        self.grad = None
 
     @torch.no_grad()
     def end_task(self, task: int) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import CNN, MLP
-from .base import Batch, Method
+from .base import Hyperparameter, Method, Step
 
 GATES = ("input", "activity")
 
@@ -30,7 +30,13 @@ GATES = ("input", "activity")
 class XdG(Method):
     name = "xdg"
     scenarios = ("task",)
-    hyperparameters = {"gating": 0.0, "gate": "input"}
+    hyperparameters = {
+        "gating": Hyperparameter(0.0, "number", "Fraction of each hidden layer's units gated off per task (Masse "
+                                 "et al.; the reference's param_values.py).", per_scenario=True, minimum=0,
+                                 exclusiveMaximum=1),
+        "gate": Hyperparameter("input", "string", "Gate the weighted input (the reference code) or the activity.",
+                               enum=["input", "activity"]),
+    }
 
     def __init__(self, model, bench, hp, seed, drop_last=True):
         super().__init__(model, bench, hp, seed, drop_last)
@@ -43,9 +49,9 @@ class XdG(Method):
         if hp["gate"] not in GATES:
             raise ValueError(f"gate: unknown {hp['gate']!r} (one of {', '.join(GATES)})")
         self.linears = [m for m in model.features if isinstance(m, nn.Linear)]
-        self.masks = [self.draw(t) for t in range(bench.n_tasks)]
+        self.masks = [self.gates(t) for t in range(bench.n_tasks)]
 
-    def draw(self, task: int) -> list[torch.Tensor]:
+    def gates(self, task: int) -> list[torch.Tensor]:
         """Task ``task``'s gates: per hidden layer a 0/1 vector, 0 for the gated units."""
         gen = self.generator_for(task, "xdg")
         masks = []
@@ -69,8 +75,8 @@ class XdG(Method):
                 h = layer(h) * next(gates)
         return h
 
-    def forward(self, batches: list[Batch]) -> list[torch.Tensor]:
-        return [self.model.head(self.embed(b.x, b.task)) for b in batches]
+    def forward(self, step: Step) -> list[torch.Tensor]:
+        return [self.model.head(self.embed(b.x, b.task)) for b in step.batches]
 
     def scores(self, x: torch.Tensor, task: int) -> torch.Tensor:
         return self.model.head(self.embed(x, task))
