@@ -54,6 +54,8 @@ def test_load_paper_config_and_runs(cfg):
                                          "split_mnist_stability_gap", "crumb_split_mnist", "crumb_stream_cifar100",
                                          "crumb_stream_core50"]
     assert list(cfg.simulations) == ["consolidation_shaham22"]
+    sim = cfg.simulations["consolidation_shaham22"]
+    assert config.seeds_of(sim) == list(range(sim["seeds"]))   # a simulation's seeds, as its panels read them
     exp = cfg.experiments[EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]

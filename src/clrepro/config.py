@@ -391,9 +391,10 @@ class Run:
         return f"{self.experiment}/{self.scenario}/{self.method}/seed{self.seed}"
 
 
-def seeds_of(exp: Experiment, method: str | None = None) -> list[int]:
-    """The seeds an experiment runs, or one of its methods (``--config 'seeds={exp: {method: n}}'``)."""
-    s = exp.method_seeds.get(method, exp["seeds"])
+def seeds_of(exp: Experiment | dict, method: str | None = None) -> list[int]:
+    """The seeds an experiment (or a simulation) runs, or one of an experiment's methods
+    (``--config 'seeds={exp: {method: n}}'``)."""
+    s = exp.method_seeds.get(method, exp["seeds"]) if isinstance(exp, Experiment) else exp["seeds"]
     return list(range(s)) if isinstance(s, int) else list(s)
 
 
