@@ -62,7 +62,7 @@ def main() -> None:
     settings = [("fp32", False, False)]
     if device.type == "cuda":
         settings += [("bf16", True, False), ("bf16 + channels-last", True, True)]
-    flops = 3 * a.batch * models.flops_per_sample(models.build(SPEC, (3, 32, 32), 60), (3, 32, 32))
+    flops = a.batch * models.flops_per_sample(models.build(SPEC, (3, 32, 32), 60), (3, 32, 32), training=True)
     rows = []
     for name, bf16, cl in settings:
         rate = steps_per_second(device, bf16, cl, a.batch, a.seconds)

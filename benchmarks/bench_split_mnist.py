@@ -1,9 +1,11 @@
 """Seconds per split-MNIST run per method against the compute floor of the protocol.
 
-floor = FLOPs of the run's training steps / measured matmul throughput, where
-FLOPs = tasks x iterations x 6 x batch x sum(in x out) over the linear layers (forward 2, backward
-4 multiply-adds x 2) and the throughput is measured on the same GEMM shapes (forward and both
-backward products) with the same thread count. Goal: None/EWC/SI within 1.5x of the floor on CPU.
+floor = the run's steps x the seconds that the matrix products of one step take alone. A step
+computes, per linear layer of in x out, the forward product, the weight gradient and (for every
+layer but the first, whose input is the data) the input gradient: 2 x batch x in x out FLOPs each
+(``models.flops_per_sample(..., training=True)``, for the GFLOP/s column). The products are timed
+with the same shapes, memory layouts and thread count. Goal: None/EWC/SI within 1.5x of the floor
+on CPU.
 
     python benchmarks/bench_split_mnist.py --threads 1 --out benchmarks/results/split_mnist_cpu.json
 """
@@ -22,22 +24,43 @@ from timing import calls_per_second, write_record
 REPO = Path(__file__).resolve().parents[1]
 
 
-def gemm_throughput(dims: list[int], batch: int, device: torch.device, seconds: float = 3.0) -> float:
-    """FLOP/s of the forward and backward matmuls of an MLP with layer sizes ``dims``."""
+def step_products_per_second(dims: list[int], batch: int, device: torch.device, seconds: float = 3.0) -> float:
+    """How many times a second the matrix products of one training step of an MLP with layer sizes
+    ``dims`` run, in the memory layouts autograd uses (weights stored out x in)."""
     mats = []
     for a, b in zip(dims[:-1], dims[1:]):
         x, w, g = (torch.randn(batch, a, device=device), torch.randn(b, a, device=device),
                    torch.randn(batch, b, device=device))
         mats.append((x, w, g))
-    flops = sum(6 * batch * w.shape[0] * w.shape[1] for _, w, _ in mats)
 
     def step():
-        for x, w, g in mats:
+        for i, (x, w, g) in enumerate(mats):
             x @ w.T          # forward
-            g @ w            # gradient w.r.t. the input
             g.T @ x          # gradient w.r.t. the weights
+            if i:
+                g @ w        # gradient w.r.t. the input (autograd skips it for the data)
 
-    return flops * calls_per_second(step, device, seconds, warmup=20)
+    return calls_per_second(step, device, seconds, warmup=20)
+
+
+def bare_loop_seconds(dims: list[int], batch: int, steps: int, kernel: str, device: torch.device) -> float:
+    """Seconds of ``steps`` steps of the plainest PyTorch loop on the same network and batch size:
+    gather a batch, ``zero_grad()``, forward, cross-entropy, backward, Adam. No method, no
+    evaluation, no bookkeeping: what the machine allows beside the matrix products."""
+    gen = torch.Generator().manual_seed(0)
+    layers = [m for a, b in zip(dims[:-1], dims[1:]) for m in (torch.nn.Linear(a, b), torch.nn.ReLU())][:-1]
+    net = torch.nn.Sequential(*layers).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4, **{kernel: True})
+    x, y = torch.randn(12000, dims[0], device=device), torch.randint(0, dims[-1], (12000,), device=device)
+    order = torch.randint(0, 12000, (steps, batch), generator=gen).to(device)
+    t0 = time.perf_counter()
+    for idx in order:
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+        opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
 
 
 def main() -> None:
@@ -49,6 +72,7 @@ def main() -> None:
     p.add_argument("--adam", nargs="+", default=["foreach"], choices=["foreach", "fused"],
                    help="Adam's update kernels to measure (the training setting `adam`)")
     p.add_argument("--iters", type=int, help="iterations per task (default: the paper's 2000)")
+    p.add_argument("--no-bare", action="store_true", help="skip the bare PyTorch loop's row")
     p.add_argument("--data", default=str(REPO / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "split_mnist_cpu.json"))
     a = p.parse_args()
@@ -63,22 +87,31 @@ def main() -> None:
             spec["iters_per_task"] = a.iters
             spec["spec_hash"] = config.spec_hash(spec)
         dims = [784, *spec["model"]["hidden"], 10]
-        mlp = models.build(spec["model"], (784,), 10)
         steps = 5 * spec["iters_per_task"]
-        flops = steps * 3 * spec["batch_size"] * models.flops_per_sample(mlp, (784,))
-        throughput = gemm_throughput(dims, spec["batch_size"], device)
+        step_flops = spec["batch_size"] * models.flops_per_sample(models.build(spec["model"], (784,), 10), (784,),
+                                                                 training=True)
+        rate = step_products_per_second(dims, spec["batch_size"], device)
         t0 = time.perf_counter()
         result = train.run(spec, Path("/tmp") / f"bench-{method}.json", device=a.device, threads=a.threads,
                            adam_kernel=kernel)
         wall = time.perf_counter() - t0
         train_s = sum(result["seconds_per_task"])
-        floor = flops / throughput
+        floor = steps / rate
         rows.append({"method": method, "adam": kernel, "scenario": a.scenario, "iters_per_task": spec["iters_per_task"],
                      "seconds_run": round(wall, 2), "seconds_training": round(train_s, 2),
-                     "flops": flops, "gemm_gflops": round(throughput / 1e9, 1),
+                     "flops": steps * step_flops, "gemm_gflops": round(step_flops * rate / 1e9, 1),
                      "floor_seconds": round(floor, 2), "ratio_to_floor": round(train_s / floor, 3),
                      "acc": round(100 * result["metrics"]["acc"], 2)})
         print(json.dumps(rows[-1]), flush=True)
+    if not a.no_bare:   # the same steps without clrepro: the loop any code would need
+        for kernel in a.adam:
+            rate = step_products_per_second(dims, spec["batch_size"], device)
+            bare = bare_loop_seconds(dims, spec["batch_size"], steps, kernel, device)
+            rows.append({"method": "bare PyTorch loop", "adam": kernel, "iters_per_task": spec["iters_per_task"],
+                         "seconds_training": round(bare, 2), "flops": steps * step_flops,
+                         "gemm_gflops": round(step_flops * rate / 1e9, 1), "floor_seconds": round(steps / rate, 2),
+                         "ratio_to_floor": round(bare * rate / steps, 3)})
+            print(json.dumps(rows[-1]), flush=True)
     write_record(a.out, rows, device, a.threads, REPO)
 
 

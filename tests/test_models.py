@@ -31,6 +31,20 @@ def test_cnn_shapes_follow_the_si_cifar_network():
     expected = 2 * (32 * 32 * 32 * 3 * 9 + 30 * 30 * 32 * 32 * 9 + 15 * 15 * 64 * 32 * 9 + 13 * 13 * 64 * 64 * 9
                     + 2304 * 512 + 512 * 60)
     assert models.flops_per_sample(net, (3, 32, 32)) == expected
+    # training: forward, weight gradient, and input gradient for all but the first conv (the data's)
+    assert models.flops_per_sample(net, (3, 32, 32), training=True) == 3 * expected - 2 * 32 * 32 * 32 * 3 * 9
+
+
+def test_training_flops_count_the_products_autograd_computes():
+    """784-400-400-10: 3 forward products, 3 weight gradients, 2 input gradients (not the data's)."""
+    net = nn.Sequential(nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
+    assert models.flops_per_sample(net, (784,), training=True) == 2 * (2 * (784 * 400 + 400 * 400 + 400 * 10)
+                                                                        + 400 * 400 + 400 * 10)
+    x = torch.randn(8, 784)
+    with torch.profiler.profile() as prof:
+        net(x).sum().backward()
+    products = {e.key: e.count for e in prof.key_averages() if e.key in ("aten::addmm", "aten::mm")}
+    assert products == {"aten::addmm": 3, "aten::mm": 5}
 
 
 def test_glorot_and_zero_head_initialisation():

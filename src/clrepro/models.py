@@ -355,20 +355,23 @@ def build(spec: dict, input_shape: tuple[int, ...], n_outputs: int,
     raise ValueError(f"model.type: unknown model {kind!r}")
 
 
-def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """Multiply-adds x 2 of one forward pass through the linear and convolutional layers."""
+def flops_per_sample(model: nn.Module, input_shape: tuple[int, ...], training: bool = False) -> int:
+    """Multiply-adds x 2 of one forward pass through the linear and convolutional layers; with
+    ``training``, of a training step: forward, weight gradient, and input gradient wherever the
+    layer's input needs one (autograd skips it for the data, so the first layer has none)."""
     total = 0
 
     def count(m, inp, out):
         nonlocal total
         if isinstance(m, nn.Linear):
-            total += 2 * m.in_features * m.out_features
+            forward = 2 * m.in_features * m.out_features
         else:
-            total += 2 * out[0].numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+            forward = 2 * out[0].numel() * m.in_channels * m.kernel_size[0] * m.kernel_size[1] // m.groups
+        total += forward * (1 + training * (1 + inp[0].requires_grad))
 
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(training):
             model(torch.zeros(1, *input_shape, device=next(model.parameters()).device))
     finally:
         for h in hooks:
