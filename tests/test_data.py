@@ -83,6 +83,29 @@ def test_fetch_from_mirror_copies_verifies_unpacks_and_loads(tiny_mnist, tmp_pat
     assert {p.name: p.stat().st_mtime_ns for p in raw.iterdir()} == before
 
 
+def test_a_preloaded_split_is_taken_once_while_its_files_are_unchanged(tiny_mnist, tmp_path, monkeypatch):
+    """``preload`` (the warm worker, before it forks a job) verifies and decodes both splits; a
+    ``load`` then takes each split from it once, and reads the files again, verifying them, once
+    a file has changed: a corrupt file is still refused, naming it."""
+    mirror, checksums = tiny_mnist
+    root = tmp_path / "data"
+    data.fetch("mnist", root, mirror=str(mirror), checksums=checksums)
+    monkeypatch.setattr(data, "_PRELOADED", {})
+    assert data.preload("mnist", root, checksums) is True
+    assert data.preload("mnist", root, checksums) is False            # held, unchanged: nothing read
+    held = data._PRELOADED[data._preload_key("mnist", root, True, checksums)][1]
+    first = data.load("mnist", tmp_path / "." / "data", train=True, checksums=checksums)  # the same folder
+    assert first is held
+    again = data.load("mnist", root, train=True, checksums=checksums)          # taken once: read anew
+    assert again is not held and torch.equal(again.x, held.x) and torch.equal(again.y, held.y)
+
+    data.preload("mnist", root, checksums)
+    target = root / "MNIST" / "raw" / FILES["test_images"]
+    target.write_bytes(target.read_bytes()[:-1])
+    with pytest.raises(data.ChecksumError, match=FILES["test_images"]):
+        data.load("mnist", root, train=False, checksums=checksums)
+
+
 def test_fetch_finds_files_in_torchvision_layout_of_mirror(tiny_mnist, tmp_path):
     mirror, checksums = tiny_mnist
     nested = tmp_path / "mirror" / "MNIST" / "raw"

@@ -158,6 +158,13 @@ def test_si_omega_sums_to_loss_decrease_on_quadratic():
     torch.testing.assert_close(omega, per, rtol=2e-3, atol=1e-5)
 
 
+def test_a_method_built_outside_a_configuration_checks_its_named_variants():
+    """The declared ``enum`` of a hyperparameter is checked when the method is built, too."""
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"si\.gradient: 'totl' is not one of \['unregularised', 'total'\]"):
+        methods.si.SI(model, bench=None, hp={"c": 1.0, "xi": 0.1, "gradient": "totl", "omega_clip": "none"}, seed=0)
+
+
 def test_si_total_gradient_variant_includes_penalty(toy_bench):
     """With gradient: total the path integral uses the regularised gradient."""
     bench = toy_bench("task")
@@ -327,5 +334,5 @@ def test_xdg_runs_in_task_il_only_and_refuses_bad_settings(toy_bench):
         methods.expand("xdg", {"method": "xdg", "gating": 0.5}, "class")
     with pytest.raises(ValueError, match="gating"):
         _xdg(toy_bench("task"), gating=1.0)
-    with pytest.raises(ValueError, match="gate: unknown 'bias'"):
+    with pytest.raises(ValueError, match=r"xdg\.gate: 'bias' is not one of \['input', 'activity'\]"):
         _xdg(toy_bench("task"), gate="bias")

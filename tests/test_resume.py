@@ -184,7 +184,8 @@ def train_command(spec, out, ckpt=None):
 
 def test_a_job_of_the_worker_is_the_job_run_alone(cfg, tmp_path, worker):
     """A job forked from the warm worker writes the result of a run in a process of its own, bit
-    for bit, its log goes where the job's stderr goes, and its exit status is the job's."""
+    for bit (its dataset verified and decoded in the worker), its log goes where the job's stderr
+    goes, and its exit status is the job's."""
     env, log = worker
     spec = make_spec(cfg, "class", "ewc")
     alone = run(spec, tmp_path / "alone.json")
@@ -203,6 +204,8 @@ def test_a_job_of_the_worker_is_the_job_run_alone(cfg, tmp_path, worker):
     assert failed.returncode == 2 and "optimizer.name: unknown optimizer 'rmsprop'" in failed.stderr
     assert not (tmp_path / "bad.json").exists()
     assert log.read_text().count("forked job") == 2, log.read_text()
+    # the dataset was verified and decoded in the worker once, for both jobs (the numbers above)
+    assert log.read_text().count("verified and decoded mnist") == 1, log.read_text()
 
 
 def test_a_worker_runs_no_job_with_code_it_did_not_import(tmp_path):

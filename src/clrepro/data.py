@@ -296,12 +296,51 @@ def _extract(archive: Path, dest: Path, members: list[tuple[str, str]]) -> None:
         raise FileNotFoundError(f"{archive.name} has no regular file {', '.join(sorted(todo))}")
 
 
+#: splits verified and decoded ahead (``preload``), each with the size and modification time of
+#: the files it was read from: {(name, root, train, checksums): (files' state, dataset)}
+_PRELOADED: dict[tuple, tuple[list, TensorDataset]] = {}
+
+
+def _preload_key(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, str] | None) -> tuple:
+    return name, str(Path(root).resolve()), train, tuple(sorted((checksums or {}).items()))
+
+
+def _files_state(name: str, root: str | os.PathLike, checksums: dict[str, str] | None) -> list | None:
+    """(path, size, modification time) of every file the dataset is read from; None if one is missing."""
+    try:
+        return [(str(p), (st := p.stat()).st_size, st.st_mtime_ns) for p in outputs(root, name, checksums)]
+    except OSError:
+        return None
+
+
+def preload(name: str, root: str | os.PathLike, checksums: dict[str, str] | None = None) -> bool:
+    """Verify and decode both splits of ``name`` once, here, for the processes forked from this one
+    (the warm worker's jobs): in each of them the first ``load`` of a split returns it, provided
+    its files still have the size and modification time they had when verified; otherwise it
+    reads and verifies them again. Returns whether it read anything (not when both splits were
+    preloaded and unchanged)."""
+    read = False
+    for train in (True, False):
+        key, state = _preload_key(name, root, train, checksums), _files_state(name, root, checksums)
+        if state is None or (key in _PRELOADED and _PRELOADED[key][0] == state):
+            continue
+        ds, read = load(name, root, train, checksums), True
+        if _files_state(name, root, checksums) == state:   # not changed while it was read
+            _PRELOADED[key] = (state, ds)
+    return read
+
+
 def load(name: str, root: str | os.PathLike, train: bool, checksums: dict[str, str] | None = None
          ) -> TensorDataset:
     """Load a split through torchvision's dataset class: x float32 in [0, 1] (MNIST flattened to
-    (N, 784), CIFAR (N, 3, 32, 32)), y long (CIFAR-100: the fine labels)."""
+    (N, 784), CIFAR (N, 3, 32, 32)), y long (CIFAR-100: the fine labels). A split ``preload``
+    verified in this process's parent is taken from there, once."""
     if name in WEIGHTS:
         raise ValueError(f"{name!r} names pretrained weights, not a dataset (models.build loads them)")
+    if _PRELOADED:
+        state, ds = _PRELOADED.pop(_preload_key(name, root, train, checksums), (None, None))
+        if ds is not None and state == _files_state(name, root, checksums):
+            return ds
     cls, _ = _lookup(name)
     folder = raw_folder(root, name)
     md5s = dict(resources(name, checksums))

@@ -385,8 +385,14 @@ def learn(method: method_base.Method, optimizer: torch.optim.Optimizer, step: me
     with torch.autocast(**amp):
         step.outputs = method.forward(step)
         loss = method.loss(step)
-    optimizer.zero_grad(set_to_none=False)
+    # Gradients set to None, so that backward writes each one rather than adding it to zeros; one
+    # the loss no longer reaches is then zero, as zeroing in place would have left it (Adam steps it)
+    had = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    for p in had:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
     method.after_backward(step)
     if clip:
         torch.nn.utils.clip_grad_norm_(method.model.parameters(), clip)
@@ -451,6 +457,7 @@ class Trainer:
         """Learn task ``t``: its steps, each one draw of batches learnt in the method's steps; then
         ``end_task``, a row of R and a checkpoint."""
         method, model, B = self.method, self.model, self.spec["batch_size"]
+        clip = self.spec["optimizer"].get("clip_grad_norm")
         t0 = last_save = time.perf_counter()
         method.begin_task(t)
         iters = method.steps = steps_per_task(self.spec, method.sampler.size, t)
@@ -471,7 +478,7 @@ class Trainer:
             if self.probe and (done + step) % self.probe.every == 0:
                 self.probe.record(model, done + step, t, method.scores, self.amp)
             for group in method.step_groups(method.draw(B)):
-                loss_sum += learn(method, self.optimizer, group, self.amp, self.spec["optimizer"].get("clip_grad_norm"))
+                loss_sum += learn(method, self.optimizer, group, self.amp, clip)
             if self.dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
                 _check_finite(loss_sum, self.spec, t, step)
             if step + 1 < iters and self.ckpt_dir:

@@ -9,7 +9,9 @@ worker, which forks a child that runs exactly what ``clrepro train`` would have 
 process. The client forwards SIGTERM/SIGINT to the child (which checkpoints, as always) and exits
 with the child's exit status, so outputs, logs, checkpoints, resume and retries are those of a
 job run on its own. When the worker cannot be reached, or the package's files changed since it
-started (it would run old code), the client runs the job itself.
+started (it would run old code), the client runs the job itself. The worker also verifies and
+decodes each dataset once, the first time a job names it, and its later jobs take it from there
+while the files are unchanged (``data.preload``).
 """
 from __future__ import annotations
 
@@ -217,6 +219,7 @@ def _accept(listener: socket.socket, jobs: dict, signature: list) -> None:
         for fd in fds:
             os.close(fd)
         return
+    _preload(request)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     pid = os.fork()
@@ -233,6 +236,28 @@ def _accept(listener: socket.socket, jobs: dict, signature: list) -> None:
     out = request["argv"][request["argv"].index("--out") + 1] if "--out" in request["argv"] else ""
     _say(f"forked job {pid}: clrepro {command_of(request['argv'])} {out}")
     jobs[pid] = conn
+
+
+def _preload(request: dict) -> None:
+    """Verify and decode the job's datasets here, before the fork, the first time a job names them
+    (``data.preload``): the jobs after it skip the checksums and decoding while the files are
+    unchanged. Whatever fails is left to the job, which reads the files itself and says what is wrong."""
+    import torch
+
+    from . import config, data
+    argv, threads = request["argv"], torch.get_num_threads()
+    torch.set_num_threads(1)   # no thread team in the worker: the forked jobs would inherit it dead
+    try:
+        spec = json.loads(argv[argv.index("--spec") + 1])
+        root = argv[argv.index("--data-root") + 1] if "--data-root" in argv else spec["data"]["root"]
+        root = Path(request["cwd"]) / root
+        for name in config.dataset_names(spec):
+            if data.preload(name, root, spec["data"].get("checksums")):
+                _say(f"verified and decoded {name} in {root} for the jobs that read it")
+    except Exception:   # noqa: BLE001 -- the job itself reports the problem
+        pass
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _reap(jobs: dict) -> None:

@@ -45,7 +45,7 @@ def expand(label: str, spec: dict, scenario: str) -> tuple[type[Method], dict]:
     if scenario not in cls.scenarios:
         raise ValueError(f"{where}: method {name!r} does not support the {scenario}-IL scenario "
                          f"(supports: {', '.join(cls.scenarios)})")
-    declared = {**cls.hyperparameters, **cls.optional_hyperparameters}
+    declared = cls.declared()
     hp = defaults(cls.hyperparameters)
     for key, value in spec.items():
         if key in ENTRY_KEYS:
@@ -68,6 +68,5 @@ def schema() -> list[dict]:
     """For each method, the JSON schema of its hyperparameters, applied to the entries that name
     it (``if: method is ..., then: ...``): what ``config.validate`` adds to ``experiment.schema.yaml``."""
     return [{"if": {"properties": {"method": {"const": name}}, "required": ["method"]},
-             "then": {"properties": {key: h.schema() for key, h in
-                                     {**cls.hyperparameters, **cls.optional_hyperparameters}.items()}}}
-            for name, cls in REGISTRY.items() if cls.hyperparameters or cls.optional_hyperparameters]
+             "then": {"properties": {key: h.schema() for key, h in cls.declared().items()}}}
+            for name, cls in REGISTRY.items() if cls.declared()]

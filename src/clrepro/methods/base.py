@@ -222,10 +222,19 @@ class Method:
     #: where its configuration sets them, so the runs that keep the default keep their spec
     optional_hyperparameters: ClassVar[dict[str, Hyperparameter]] = {}
 
+    @classmethod
+    def declared(cls) -> dict[str, Hyperparameter]:
+        """Every hyperparameter the method declares, optional ones included."""
+        return {**cls.hyperparameters, **cls.optional_hyperparameters}
+
     def __init__(self, model: nn.Module, bench: Benchmark, hp: dict, seed: int, drop_last: bool = True):
         """``drop_last``: the samplers' (off when a task is counted in epochs)."""
         self.model, self.bench, self.seed, self.drop_last = model, bench, seed, drop_last
         self.hp = {**defaults(self.optional_hyperparameters), **hp}
+        for key, h in self.declared().items():
+            allowed = h.constraints.get("enum")
+            if allowed is not None and key in self.hp and self.hp[key] not in allowed:
+                raise ValueError(f"{self.name}.{key}: {self.hp[key]!r} is not one of {allowed}")
         self.task = 0
         self.steps = 0   # the current task's training steps (set by the loop before ``prepare``)
 

@@ -56,10 +56,6 @@ from ..models import CNN, MLP, SqueezeNet, evaluating
 from .base import REQUIRED, Hyperparameter, Step, cross_entropy, n_current
 from .replay import Buffer, Replaying
 
-SCORES = ("direct", "reconstructed")
-INITS = ("sample_first_batch",)
-REPLAY_STEPS = ("summed", "separate")
-
 
 class CRUMB(Replaying):
     name = "crumb"
@@ -94,9 +90,6 @@ class CRUMB(Replaying):
         if not 1 <= hp["cut"] < len(model.features):
             raise ValueError(f"cut: {hp['cut']} must leave modules on both sides of the cut "
                              f"(the network's features have {len(model.features)})")
-        for key, allowed in (("scores", SCORES), ("init", INITS), ("replay_step", REPLAY_STEPS)):
-            if self.hp[key] not in allowed:
-                raise ValueError(f"{key}: unknown {self.hp[key]!r} (one of {', '.join(allowed)})")
         if not 2 <= hp["blocks"] <= 2 ** 15:
             raise ValueError(f"blocks: {hp['blocks']} memory blocks; give 2 to 32768")
         device = next(model.parameters()).device

@@ -37,9 +37,6 @@ class SI(QuadraticPenalty):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for key, allowed in (("gradient", ("unregularised", "total")), ("omega_clip", ("relu", "none"))):
-            if self.hp[key] not in allowed:
-                raise ValueError(f"si.{key}: {self.hp[key]!r} is not one of {allowed}")
         self.omega_total = [torch.zeros_like(p) for p in self._params()]
 
     def begin_task(self, task: int) -> None:

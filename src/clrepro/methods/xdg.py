@@ -24,8 +24,6 @@ from torch import nn
 from ..models import CNN, MLP
 from .base import Hyperparameter, Method, Step
 
-GATES = ("input", "activity")
-
 
 class XdG(Method):
     name = "xdg"
@@ -46,8 +44,6 @@ class XdG(Method):
         if not 0 <= hp["gating"] < 1:
             raise ValueError(f"gating: the fraction of hidden units gated per task must be in [0, 1), "
                              f"got {hp['gating']}")
-        if hp["gate"] not in GATES:
-            raise ValueError(f"gate: unknown {hp['gate']!r} (one of {', '.join(GATES)})")
         self.linears = [m for m in model.features if isinstance(m, nn.Linear)]
         self.masks = [self.gates(t) for t in range(bench.n_tasks)]
 
