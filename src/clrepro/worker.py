@@ -244,17 +244,17 @@ def _preload(request: dict) -> None:
     unchanged. Whatever fails is left to the job, which reads the files itself and says what is wrong."""
     import torch
 
-    from . import config, data
-    argv, threads = request["argv"], torch.get_num_threads()
+    from . import cli, config, data
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)   # no thread team in the worker: the forked jobs would inherit it dead
     try:
-        spec = json.loads(argv[argv.index("--spec") + 1])
-        root = argv[argv.index("--data-root") + 1] if "--data-root" in argv else spec["data"]["root"]
-        root = Path(request["cwd"]) / root
+        a, _ = cli.parser().parse_known_args(request["argv"])   # as the job will read its arguments
+        spec = json.loads(a.spec)
+        root = Path(request["cwd"]) / (a.data_root or spec["data"]["root"])
         for name in config.dataset_names(spec):
             if data.preload(name, root, spec["data"].get("checksums")):
                 _say(f"verified and decoded {name} in {root} for the jobs that read it")
-    except Exception:   # noqa: BLE001 -- the job itself reports the problem
+    except (Exception, SystemExit):   # noqa: BLE001 -- the job itself reports the problem
         pass
     finally:
         torch.set_num_threads(threads)
