@@ -226,6 +226,27 @@ def test_icarl_classifies_by_the_nearest_mean_of_exemplars(toy_bench):
     assert torch.isinf(s[:, 2:]).all() and (s[:, 2:] < 0).all()   # classes without exemplars never win
 
 
+def test_icarl_random_exemplars_are_a_seeded_random_subset_kept_in_random_order(toy_bench):
+    """``exemplars: random`` (the three-scenarios reference code's effective exemplars): not
+    herding's picks; the same per seed; and, cut to the first m of each class, a uniform subset."""
+    from clrepro.methods import ICaRL
+    bench = toy_bench("class")
+    stored = {}
+    for exemplars in ("herding", "random", "random"):
+        m, _ = _method(ICaRL, bench, budget=12, exemplars=exemplars)
+        m.begin_task(0)
+        m.end_task(0)
+        stored.setdefault(exemplars, []).append(m.buffer.x.clone())
+        assert torch.bincount(m.buffer.p).tolist() == [6, 6]
+    assert torch.equal(*stored["random"])                             # seeded
+    assert not torch.equal(stored["herding"][0], stored["random"][0])
+    rows = bench.train[0].inputs()[bench.train[0].p == 0]
+    picked = [int(((rows - x).abs().sum(1) == 0).nonzero()[0]) for x in stored["random"][0][:6]]
+    assert picked != sorted(picked)                                   # stored in random order: a cut stays uniform
+    with pytest.raises(ValueError, match="exemplars"):
+        _method(ICaRL, bench, budget=12, exemplars="nearest")
+
+
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_icarl_distils_old_classes_and_labels_new_ones(toy_bench, temperature):
     from clrepro.methods import ICaRL

@@ -10,7 +10,10 @@
   stored samples alike;
 - exemplars (Alg. 4, 5): chosen by herding on L2-normalised features after each task, from a total
   ``budget`` shared by the classes seen (earlier sets cut to their first budget // classes);
-  ``herding_mean`` as in ``replay.herding``;
+  ``herding_mean`` as in ``replay.herding``. ``exemplars: random`` stores a uniform random subset of
+  each class in random order instead: what the three-scenarios reference code stores (its herding
+  ranks features computed through a shuffling data loader, then stores the samples at those
+  positions of the unshuffled class; exemplars.py, utils.get_data_loader);
 - classification (Alg. 1): nearest mean of exemplars, y* = argmin_y || phi(x) - mu_y || with
   normalised features and class means. Before the first exemplars the network's outputs are used.
   The features are what the output layer reads (``model.embed``), flattened: a convolutional
@@ -37,10 +40,16 @@ class ICaRL(Replaying):
         "herding_mean": Hyperparameter("plain", "string", "Herding approaches the mean of the features as they are "
                                        "or of the unit-normalised features (Alg. 4).", enum=["plain", "unit"]),
     }
+    optional_hyperparameters = {
+        "exemplars": Hyperparameter("herding", "string", "Each class's exemplars: herding's picks (Alg. 4), or a "
+                                    "uniform random subset in random order (what the three-scenarios reference "
+                                    "code stores).", enum=["herding", "random"]),
+    }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.buffer = Buffer(selection="herding", total=self.hp["budget"], herding_mean=self.hp["herding_mean"])
+        self.buffer = Buffer(selection="herding" if self.hp["exemplars"] == "herding" else "reservoir",
+                             total=self.hp["budget"], herding_mean=self.hp["herding_mean"])
         self.teacher = None
         self.means = None   # (n_outputs, D): normalised class means of the exemplars; NaN rows unseen
 
