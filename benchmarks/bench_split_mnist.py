@@ -43,13 +43,18 @@ def step_products_per_second(dims: list[int], batch: int, device: torch.device, 
     return calls_per_second(step, device, seconds, warmup=20)
 
 
+def mlp(dims: list[int]) -> torch.nn.Sequential:
+    """Linear layers of sizes ``dims`` with ReLU between them, in ``torch.nn``'s plainest form."""
+    layers = [m for a, b in zip(dims[:-1], dims[1:]) for m in (torch.nn.Linear(a, b), torch.nn.ReLU())]
+    return torch.nn.Sequential(*layers[:-1])
+
+
 def bare_loop_seconds(dims: list[int], batch: int, steps: int, kernel: str, device: torch.device) -> float:
     """Seconds of ``steps`` steps of the plainest PyTorch loop on the same network and batch size:
     gather a batch, ``zero_grad()``, forward, cross-entropy, backward, Adam. No method, no
     evaluation, no bookkeeping: what the machine allows beside the matrix products."""
     gen = torch.Generator().manual_seed(0)
-    layers = [m for a, b in zip(dims[:-1], dims[1:]) for m in (torch.nn.Linear(a, b), torch.nn.ReLU())][:-1]
-    net = torch.nn.Sequential(*layers).to(device)
+    net = mlp(dims).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4, **{kernel: True})
     x, y = torch.randn(12000, dims[0], device=device), torch.randint(0, dims[-1], (12000,), device=device)
     order = torch.randint(0, 12000, (steps, batch), generator=gen).to(device)
