@@ -47,6 +47,21 @@ def test_split_shuffled_order_uses_positions_in_order(toy_data):
         assert torch.equal(task.p, expected)
 
 
+def test_reference_order_has_the_reference_codes_pairs(toy_data):
+    # The reference code (data.py) relabels digit y as np.random.permutation(10)[y] after
+    # np.random.seed(seed); its task t holds the new labels 2t, 2t+1. Its own data pipeline, run
+    # with --seed=1, puts digits 4, 6 in task 1 (labels 0, 1), then 0/5, 3/9, 2/7, 8/1.
+    assert scenarios.class_order(PAIRS, 1, reference=True) == [4, 6, 0, 5, 3, 9, 2, 7, 8, 1]
+    assert scenarios.class_order(PAIRS, 0, reference=True) == list(range(10))   # its seed-0 exception
+    bench = scenarios.split(*toy_data, "class", PAIRS, order_seed=2, reference_order=True)
+    np.random.seed(2)
+    relabel = np.random.permutation(list(range(10)))
+    for t, task in enumerate(bench.train):
+        digits = toy_data[0].y[torch.isin(toy_data[0].y, torch.tensor(bench.meta["task_classes"][t]))]
+        assert task.p.tolist() == relabel[digits.numpy()].tolist()     # the reference's label of each sample
+        assert sorted(task.p.unique().tolist()) == [2 * t, 2 * t + 1]
+
+
 def test_task_il_heads_and_targets(toy_data):
     bench = scenarios.split(*toy_data, "task", PAIRS)
     assert bench.n_outputs == 10

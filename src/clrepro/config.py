@@ -412,10 +412,11 @@ def resolve(config: Config, run: Run) -> dict:
     """The flat spec of one run: protocol, method and hyperparameters, all four seeds."""
     exp = config.experiments[run.experiment]
     cls, hp = methods.expand(run.method, exp["methods"][run.method], run.scenario)
+    bench = method_benchmark(exp, run.method)
     s = run.seed
     seeds = {
         "seed": s,
-        "order": derive_seed(s, "order") if exp["benchmark"].get("class_order") == "shuffled" else None,
+        "order": {"shuffled": derive_seed(s, "order"), "reference": s}.get(bench.get("class_order")),
         "perm": derive_seed(s, "perm") if exp["benchmark"]["type"] == "permuted" else None,
         "init": derive_seed(s, "init"),
         "data": derive_seed(s, "data"),
@@ -432,7 +433,7 @@ def resolve(config: Config, run: Run) -> dict:
         "preset": config["preset"],
         "seeds": seeds,
         "dataset": exp["dataset"],
-        "benchmark": method_benchmark(exp, run.method),
+        "benchmark": bench,
         "model": method_model(exp, run.method),
         "optimizer": method_optimizer(exp, run.method),
         "batch_size": exp["batch_size"],

@@ -118,11 +118,18 @@ def _check_scenario(scenario: str) -> None:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {SCENARIOS}")
 
 
-def class_order(tasks: list[list[int]], seed: int | None) -> list[int]:
-    """The class order: the configured one, or (``seed`` given) a random permutation of it."""
+def class_order(tasks: list[list[int]], seed: int | None, reference: bool = False) -> list[int]:
+    """The class order: the configured one, or (``seed`` given) a random permutation of it.
+
+    ``reference``: the permutation the three-scenarios reference code draws (GMvandeVen/
+    continual-learning, data.py): after ``np.random.seed(seed)``, class ``c`` becomes label
+    ``np.random.permutation(n)[c]``, so position ``i`` holds the class sent to ``i``; seed 0
+    keeps the order (the code's exception). Each seed then has the reference's class pairs."""
     flat = [c for group in tasks for c in group]
-    if seed is None:
+    if seed is None or (reference and seed == 0):
         return flat
+    if reference:
+        return [flat[i] for i in np.argsort(np.random.RandomState(seed).permutation(len(flat)))]
     return [flat[i] for i in np.random.default_rng(seed).permutation(len(flat))]
 
 
@@ -131,7 +138,7 @@ ORDERINGS = ("class_iid", "class_instance")
 
 def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[list[int]],
           order_seed: int | None = None, name: str = "split", all_outputs: bool = False,
-          ordering: str = "class_iid") -> Benchmark:
+          ordering: str = "class_iid", reference_order: bool = False) -> Benchmark:
     """Split benchmark: task ``t`` holds the classes ``order[k*t : k*t+k]`` (e.g. 0/1, 2/3, ...).
 
     ``ordering`` (the stream orders of Stojanov et al. 2019 that CRUMB runs): ``class_iid``, a
@@ -146,7 +153,7 @@ def split(train: TensorDataset, test: TensorDataset, scenario: str, tasks: list[
     if len(sizes) != 1:
         raise ValueError(f"all tasks need the same number of classes, got {tasks}")
     k = sizes.pop()
-    order = class_order(tasks, order_seed)
+    order = class_order(tasks, order_seed, reference_order)
     n_classes = int(max(train.y.max(), test.y.max())) + 1
     position = torch.full((n_classes,), -1, dtype=torch.long)
     position[torch.tensor(order)] = torch.arange(len(order))

@@ -61,7 +61,8 @@ def build_benchmark(spec: dict) -> scenarios.Benchmark:
     if bench["type"] == "split":
         return scenarios.split(train, test, spec["scenario"], bench["tasks"], spec["seeds"]["order"],
                                name=spec["experiment"], all_outputs=bench.get("outputs") == "all",
-                               ordering=bench.get("ordering", "class_iid"))
+                               ordering=bench.get("ordering", "class_iid"),
+                               reference_order=bench.get("class_order") == "reference")
     if bench["type"] == "permuted":
         return scenarios.permuted(train, test, spec["scenario"], bench["n_tasks"], spec["seeds"]["perm"],
                                   first_identity=not bench.get("permute_first", False), name=spec["experiment"],
