@@ -86,6 +86,18 @@ def test_notes_take_every_number_from_the_tables(tmp_path):
     assert "paper" not in notes.render(path, ctx, "quick").html
 
 
+def test_notes_pair_our_seeds_with_the_authors_runs(tmp_path):
+    path, ctx = _context(tmp_path, "")
+    theirs = pd.DataFrame([{"experiment": "e", "scenario": "class", "method": "ewc", "seed": s, "value": v}
+                           for s, v in ((1, 21.0), (2, 25.0), (7, 30.0))])
+    ctx = notes.Context("e", ctx.exp, ctx.runs_df, AUDIT, theirs, 3)
+    # ours: seeds 0, 1, 2 at 20, 22, 24; theirs on seeds 1, 2 (and 7): 22 - 21 and 24 - 25
+    assert ctx.versus_authors("class", "ewc").runs == (1.0, -1.0)
+    assert ctx.metric("class", "ewc", seeds=range(1, 3)).runs == (22.0, 24.0)
+    with pytest.raises(notes.NoteError, match="no run of the authors' code for none"):
+        ctx.versus_authors("class", "none")
+
+
 @pytest.mark.parametrize("placeholder, problem", [
     ("{{ ours.class.mas }}", r"ours\.class\.mas: no such ours\.class key \(known: ewc, none\)"),
     ("{{ ours.clas.ewc }}", "ours.clas: no such ours key"),

@@ -9,13 +9,16 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
 
 - ``{{ ours.class.lwf }}``: our final average accuracy, "27.38 ± 1.45 (n = 5)"; ``.mean``,
   ``.sem``, ``.sd``, ``.n``, ``.min``, ``.max``, ``.range`` ("22.7–31.9"), ``.runs`` (the seeds' values);
-- ``{{ metric("class", "lwf", "learned_task2") }}``: any metric of ``runs.csv``, the same way;
+- ``{{ metric("class", "lwf", "learned_task2") }}``: any metric of ``runs.csv``, the same way
+  (``seeds=[1, 2]``: of those seeds only);
 - ``{{ log("class", "agem", "uphill", tasks=[2, 3, 4, 5]) }}``: a value of ``Method.task_log``
   over seeds (and the tasks given, numbered from 1), the same way;
 - ``{{ published.<target_id> }}`` (``.value``, ``.sem``, ``.n``), ``{{ audit.<target_id>.difference
   }}`` (any column of the audit), ``{{ reference.<target_id> }}`` (the authors' code run here, at
   the commit that made the table); ``{{ authors("class", "agem_shared", seeds=[40, 44]) }}``:
   the authors' code run here on the protocol of one of our methods (its seeds, optionally some);
+  ``{{ versus_authors("class", "lwf_preprint_refpairs", "lwf_preprint") }}``: ours minus the
+  authors' runs, seed by seed on the seeds both have;
 - ``{{ seeds }}``: seeds per method in this report (a number, or where they differ each number with
   its methods); ``{{ seeds_configured }}``: in the experiment file; ``{{ runs }}``,
   ``{{ train_hours }}``: this experiment's runs and their training time.
@@ -141,8 +144,9 @@ class Context:
             raise NotInReport(f"{method} ({scenario})")
         return rows
 
-    def metric(self, scenario: str, method: str, name: str = "acc") -> Values:
+    def metric(self, scenario: str, method: str, name: str = "acc", seeds=None) -> Values:
         rows = self._method(scenario, method)
+        rows = rows[rows.seed.isin(list(seeds))] if seeds is not None else rows
         if name not in rows:
             raise NoteError(f"no metric {name!r} in the results of {method} ({scenario})")
         return Values(tuple(float(v) for v in rows[name].dropna()))
@@ -190,11 +194,29 @@ class Context:
             raise NoteError(f"no run of the authors' code for {method} ({scenario}) in config/reference_runs.csv")
         return Values(tuple(r.value.astype(float)))
 
+    def versus_authors(self, scenario: str, method: str, authors_method: str | None = None) -> Values:
+        """Ours minus the authors' code run here (its runs on the protocol of ``authors_method``,
+        by default ``method``), seed by seed on the seeds both have: a paired difference, for a
+        method that draws with a seed what the reference code draws with it (``class_order:
+        reference``)."""
+        theirs = self.reference_df
+        if "method" in theirs:
+            theirs = theirs[(theirs.experiment == self.experiment) & (theirs.scenario == scenario)
+                            & (theirs.method == (authors_method or method))]
+        if "method" not in theirs or not len(theirs):
+            raise NoteError(f"no run of the authors' code for {authors_method or method} ({scenario}) in "
+                            "config/reference_runs.csv")
+        rows = self._method(scenario, method)
+        both = rows.merge(theirs.astype({"seed": int}), on="seed", suffixes=("", "_authors"))
+        if not len(both):
+            raise NoteError(f"{method} ({scenario}) and the authors' runs share no seed")
+        return Values(tuple((both.acc - both.value.astype(float)).astype(float)))
+
     def variables(self) -> dict:
         train = self.runs_df["train_seconds"] if "train_seconds" in self.runs_df else pd.Series(dtype=float)
         return {"ours": self.ours(), "metric": self.metric, "log": self.log, "published": self.published(),
                 "audit": self.audit(), "reference": self.reference(), "authors": self.authors,
-                "seeds": self.seeds,
+                "versus_authors": self.versus_authors, "seeds": self.seeds,
                 "seeds_configured": self.exp.seeds_in_file or self.seeds,
                 "runs": len(self.runs_df), "train_hours": float(train.sum()) / 3600}
 
