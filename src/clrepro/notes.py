@@ -185,29 +185,25 @@ class Context:
         return _Lookup("reference", lambda t: Values(tuple(main[main.target_id == t].value.astype(float))),
                        set(main.target_id))
 
-    def authors(self, scenario: str, method: str, seeds=None) -> Values:
+    def _authors_runs(self, scenario: str, method: str, seeds=None) -> pd.DataFrame:
         r = self.reference_df
         if "method" in r:
             r = r[(r.experiment == self.experiment) & (r.scenario == scenario) & (r.method == method)]
             r = r[r.seed.isin(seeds)] if seeds is not None else r
         if "method" not in r or not len(r):
             raise NoteError(f"no run of the authors' code for {method} ({scenario}) in config/reference_runs.csv")
-        return Values(tuple(r.value.astype(float)))
+        return r
+
+    def authors(self, scenario: str, method: str, seeds=None) -> Values:
+        return Values(tuple(self._authors_runs(scenario, method, seeds).value.astype(float)))
 
     def versus_authors(self, scenario: str, method: str, authors_method: str | None = None) -> Values:
         """Ours minus the authors' code run here (its runs on the protocol of ``authors_method``,
         by default ``method``), seed by seed on the seeds both have: a paired difference, for a
         method that draws with a seed what the reference code draws with it (``class_order:
         reference``)."""
-        theirs = self.reference_df
-        if "method" in theirs:
-            theirs = theirs[(theirs.experiment == self.experiment) & (theirs.scenario == scenario)
-                            & (theirs.method == (authors_method or method))]
-        if "method" not in theirs or not len(theirs):
-            raise NoteError(f"no run of the authors' code for {authors_method or method} ({scenario}) in "
-                            "config/reference_runs.csv")
-        rows = self._method(scenario, method)
-        both = rows.merge(theirs.astype({"seed": int}), on="seed", suffixes=("", "_authors"))
+        theirs = self._authors_runs(scenario, authors_method or method).astype({"seed": int})
+        both = self._method(scenario, method).merge(theirs, on="seed", suffixes=("", "_authors"))
         if not len(both):
             raise NoteError(f"{method} ({scenario}) and the authors' runs share no seed")
         return Values(tuple((both.acc - both.value.astype(float)).astype(float)))
