@@ -307,13 +307,18 @@ def test_seeds_for_every_or_named_experiments(in_repo):
 
 
 def test_seeds_for_the_methods_named(in_repo):
-    """`--config 'seeds={exp: {method: n}}'`: the methods named run n seeds, the others their own number."""
-    cfg = config.load("config/config.yaml", {"seeds": {EXP: {"ewc": 2, "si": "3"}}})
+    """`--config 'seeds={exp: {method: n}}'`: the methods named run n seeds, the others their own
+    number; `{method: {scenario: n}}`: n seeds in each scenario named, none in the others."""
+    cfg = config.load("config/config.yaml", {"seeds": {EXP: {"ewc": 2, "si": "3", "lwf": {"domain": 2, "class": "1"}}}})
     seeds = {}
     for run in config.runs(cfg):
         if run.experiment == EXP:
             seeds.setdefault(run.method, set()).add(run.seed)
+            seeds.setdefault((run.method, run.scenario), set()).add(run.seed)
     assert seeds["ewc"] == {0, 1} and seeds["si"] == {0, 1, 2} and seeds["none"] == set(range(20))
+    assert seeds["lwf", "domain"] == {0, 1} and seeds["lwf", "class"] == {0} and ("lwf", "task") not in seeds
+    with pytest.raises(ConfigError, match=r"seeds\.split_mnist_vdv19\.icarl: no scenario \['task'\]"):
+        config.load("config/config.yaml", {"seeds": {EXP: {"icarl": {"task": 2}}}})
     assert cfg.experiments[EXP].seeds_in_file is None
     with pytest.raises(ConfigError, match=r"seeds\.split_mnist_vdv19: no method \['nope'\]"):
         config.load("config/config.yaml", {"seeds": {EXP: {"nope": 2}}})

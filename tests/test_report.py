@@ -194,3 +194,6 @@ def test_seeds_held_per_method_where_a_configuration_gives_each_its_own():
     assert banner.endswith("None 9, EWC 9, A-GEM 5, of the 20 that <code>config/experiments/e.yaml</code> names.")
     exp.method_seeds = {"agem": 5}
     assert _banners("e", exp)[0].endswith("A-GEM 5, where the others have 20.")
+    exp.method_seeds = {"agem": {"domain": 2, "class": 1}}          # seeds given per scenario
+    assert seeds_held(exp) == "20 (None, EWC); 2 in Domain-IL, 1 in Class-IL (A-GEM)"
+    assert _banners("e", exp)[0].endswith("A-GEM 2 in Domain-IL, 1 in Class-IL, where the others have 20.")

@@ -40,7 +40,7 @@ class Experiment(dict):
     def __init__(self, name: str, settings: dict):
         super().__init__(settings)
         self.name = name
-        self.method_seeds: dict[str, int] = {}
+        self.method_seeds: dict[str, int | dict[str, int]] = {}
         self.seeds_in_file: int | None = None
         self.all_methods: list[str] = list(settings["methods"])
         self.left_out: list[str] = []
@@ -161,7 +161,7 @@ def load(path: str | os.PathLike = "config/config.yaml", overrides: dict | None 
             if unknown:
                 raise ConfigError(f"{path}: seeds.{name}: no method {unknown} in the experiment "
                                   f"(has: {list(exp['methods'])})")
-            exp.method_seeds = {m: int(n) for m, n in given.items()}
+            exp.method_seeds = {m: _method_seeds(exp, name, m, n, path) for m, n in given.items()}
         elif given:
             exp["seeds"] = int(given)
         if len(seeds_of(exp)) < own:
@@ -391,10 +391,24 @@ class Run:
         return f"{self.experiment}/{self.scenario}/{self.method}/seed{self.seed}"
 
 
-def seeds_of(exp: Experiment | dict, method: str | None = None) -> list[int]:
+def _method_seeds(exp: Experiment, name: str, method: str, n, path) -> int | dict[str, int]:
+    """A method's seed count from ``--config seeds=...``: a number, or one per scenario."""
+    if not isinstance(n, dict):
+        return int(n)
+    unknown = sorted(set(n) - set(method_scenarios(exp, method)))
+    if unknown:
+        raise ConfigError(f"{path}: seeds.{name}.{method}: no scenario {unknown} for this method "
+                          f"(has: {method_scenarios(exp, method)})")
+    return {s: int(k) for s, k in n.items()}
+
+
+def seeds_of(exp: Experiment | dict, method: str | None = None, scenario: str | None = None) -> list[int]:
     """The seeds an experiment (or a simulation) runs, or one of an experiment's methods
-    (``--config 'seeds={exp: {method: n}}'``)."""
+    (``--config 'seeds={exp: {method: n}}'``), in one scenario where they are given per scenario
+    (``{exp: {method: {scenario: n}}}``; a scenario not named runs none)."""
     s = exp.method_seeds.get(method, exp["seeds"]) if isinstance(exp, Experiment) else exp["seeds"]
+    if isinstance(s, dict):
+        s = s.get(scenario, 0) if scenario else max(s.values(), default=0)
     return list(range(s)) if isinstance(s, int) else list(s)
 
 
@@ -404,7 +418,7 @@ def runs(config: Config) -> list[Run]:
         for scenario in exp["scenarios"]:
             for label in exp["methods"]:
                 if scenario in method_scenarios(exp, label):
-                    out += [Run(name, scenario, label, s) for s in seeds_of(exp, label)]
+                    out += [Run(name, scenario, label, s) for s in seeds_of(exp, label, scenario)]
     return out
 
 

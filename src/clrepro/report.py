@@ -305,14 +305,23 @@ def _readable(v) -> str:
     return str(v)
 
 
+def _seed_count(exp: Experiment, key: str) -> int | str:
+    """A method's seeds: a number, or the number in each scenario where they are given per scenario."""
+    n = exp.method_seeds.get(key)
+    if isinstance(n, dict):
+        return ", ".join(f"{k} in {SCENARIO_TITLES.get(s, s)}" for s, k in n.items())
+    return len(seeds_of(exp, key))
+
+
 def seeds_held(exp: Experiment) -> int | str:
     """Seeds per method: one number, or each number with its methods, the most first."""
-    by_n: dict[int, list[str]] = {}
+    by_n: dict[int | str, list[str]] = {}
     for key, label in labels(exp).items():
-        by_n.setdefault(len(seeds_of(exp, key)), []).append(label)
+        by_n.setdefault(_seed_count(exp, key), []).append(label)
     if len(by_n) == 1:
         return next(iter(by_n))
-    return "; ".join(f"{n} ({', '.join(names)})" for n, names in sorted(by_n.items(), reverse=True))
+    order = sorted(by_n, key=lambda n: (isinstance(n, str), -n if isinstance(n, int) else n))
+    return "; ".join(f"{n} ({', '.join(by_n[n])})" for n in order)
 
 
 def protocol_table(exp: dict, n_seeds: int | str) -> pd.DataFrame:
@@ -354,7 +363,8 @@ def _banners(name: str, exp: dict, chosen_by: str | None = None) -> list[str]:
                           f"<code>config/experiments/{html.escape(name)}.yaml</code> names (<code>--config "
                           f"seeds=...</code>); without that setting the DAG trains the other "
                           f"{exp.seeds_in_file - n}."))
-    fewer = {m: n for m, n in exp.method_seeds.items() if n < len(seeds_of(exp)) and m in exp["methods"]}
+    fewer = {m: _seed_count(exp, m) for m, n in exp.method_seeds.items()
+             if m in exp["methods"] and (isinstance(n, dict) or n < len(seeds_of(exp)))}
     if fewer:
         names, n = labels(exp), len(seeds_of(exp))
         others = set(exp["methods"]) - set(exp.method_seeds)
