@@ -6,11 +6,15 @@ For the split-MNIST network (784-400-400-10, batch 128) and the permuted-MNIST o
 - ``products``: the step's matrix products (``bench_split_mnist.step_products_per_second``): the floor;
 - ``forward_backward``: forward, cross-entropy and backward of ``torch.nn`` layers, with the
   gradients set to None first: the products plus the bias, ReLU and loss work around them;
+- ``by_hand``: the same gradients without autograd, derived by hand into preallocated buffers
+  (``addmm`` with the bias, ReLU in place; softmax minus the one-hot targets over the batch, then
+  per layer the weight and bias gradients and the input gradient masked where the unit was off),
+  checked against autograd's: what is left once autograd's bookkeeping is gone;
 - ``gather``: ``index_select`` of a batch of rows from a task's training set;
 - ``adam_<kernel>``: PyTorch's Adam update alone on the network's parameters, for each kernel
   (``foreach``, ``fused``; ``compiled`` is the foreach update under ``torch.compile``).
 
-The sum ``forward_backward + gather + adam`` over ``products`` is the lowest ratio to the floor
+The sum of the faster of ``forward_backward`` and ``by_hand``, ``gather`` and ``adam`` over ``products`` is the lowest ratio to the floor
 that a step written with these PyTorch kernels can reach, whatever the code around it.
 
     python benchmarks/bench_step_parts.py --threads 1 --out benchmarks/results/step_parts_cpu.json
@@ -42,6 +46,35 @@ def adam_step_per_second(net: torch.nn.Module, kernel: str, device: torch.device
     return calls_per_second(step, device, seconds, warmup=20)
 
 
+def by_hand_step(net: torch.nn.Sequential, xb: torch.Tensor, yb: torch.Tensor):
+    """A step's forward and backward written out (module docstring); returns the function and
+    the gradients it writes, one (weight, bias) pair per layer."""
+    layers = [m for m in net if isinstance(m, torch.nn.Linear)]
+    W, b = [m.weight.detach() for m in layers], [m.bias.detach() for m in layers]
+    batch = xb.shape[0]
+    h = [torch.empty(batch, w.shape[0], dtype=xb.dtype, device=xb.device) for w in W]
+    g = [torch.empty_like(a) for a in h]
+    grads = [(torch.empty_like(w), torch.empty_like(c)) for w, c in zip(W, b)]
+    onehot = torch.nn.functional.one_hot(yb, W[-1].shape[0]).to(xb.dtype) / batch
+
+    def step():
+        a = xb
+        for i, (w, c) in enumerate(zip(W, b)):
+            torch.addmm(c, a, w.T, out=h[i])
+            if i < len(W) - 1:
+                h[i].clamp_min_(0)
+            a = h[i]
+        torch.softmax(h[-1], 1, out=g[-1])         # d(mean cross-entropy)/d(logits)
+        g[-1].div_(batch).sub_(onehot)
+        for i in reversed(range(len(W))):
+            torch.mm(g[i].T, xb if i == 0 else h[i - 1], out=grads[i][0])
+            torch.sum(g[i], 0, out=grads[i][1])
+            if i:
+                torch.mm(g[i], W[i], out=g[i - 1])
+                g[i - 1].masked_fill_(h[i - 1] == 0, 0)
+    return step, grads
+
+
 def parts(dims: list[int], batch: int, kernels: list[str], device: torch.device, seconds: float) -> dict[str, float]:
     """Milliseconds per step of each part (module docstring)."""
     net = mlp(dims).to(device)
@@ -55,8 +88,14 @@ def parts(dims: list[int], batch: int, kernels: list[str], device: torch.device,
             p.grad = None
         torch.nn.functional.cross_entropy(net(xb), yb).backward()
 
+    by_hand, grads = by_hand_step(net, xb, yb)
+    forward_backward()
+    by_hand()
+    for m, (gw, gb) in zip([m for m in net if isinstance(m, torch.nn.Linear)], grads):
+        torch.testing.assert_close((gw, gb), (m.weight.grad, m.bias.grad))
     ms = {"products": 1e3 / step_products_per_second(dims, batch, device, seconds),
           "forward_backward": 1e3 / calls_per_second(forward_backward, device, seconds),
+          "by_hand": 1e3 / calls_per_second(by_hand, device, seconds),
           "gather": 1e3 / calls_per_second(lambda: (x.index_select(0, idx), y.index_select(0, idx)), device, seconds)}
     for kernel in kernels:
         ms[f"adam_{kernel}"] = 1e3 / adam_step_per_second(net, kernel, device, seconds)
@@ -82,7 +121,7 @@ def main() -> None:
         row = {"network": name, "dims": NETWORKS[name], "batch": a.batch,
                **{f"ms_{k}": round(v, 4) for k, v in ms.items()}}
         for kernel in a.kernels:
-            lowest = ms["forward_backward"] + ms["gather"] + ms[f"adam_{kernel}"]
+            lowest = min(ms["forward_backward"], ms["by_hand"]) + ms["gather"] + ms[f"adam_{kernel}"]
             row[f"lowest_ratio_{kernel}"] = round(lowest / ms["products"], 3)
         row["seconds"] = round(time.perf_counter() - t0, 1)
         rows.append(row)

@@ -426,9 +426,12 @@ def test_precision_choice_and_record(cfg, tmp_path):
     CPU too, is recorded with the result, and resumes to the same numbers."""
     mlp, cnn = {"model": {"type": "mlp"}}, {"model": {"type": "cnn"}}
     cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
-    assert train.execution(cnn, gpu) == {"precision": "bf16", "channels_last": True, "adam": "foreach"}
-    assert train.execution(mlp, gpu) == {"precision": "fp32", "channels_last": False, "adam": "foreach"}
-    assert train.execution(cnn, cpu, adam="fused") == {"precision": "fp32", "channels_last": False, "adam": "fused"}
+    assert train.execution(cnn, gpu) == {"precision": "bf16", "channels_last": True, "adam": "foreach",
+                                         "denormals": "keep"}
+    assert train.execution(mlp, gpu) == {"precision": "fp32", "channels_last": False, "adam": "foreach",
+                                         "denormals": "keep"}
+    assert train.execution(cnn, cpu, adam="fused") == {"precision": "fp32", "channels_last": False, "adam": "fused",
+                                                       "denormals": "flush"}
     assert train.execution(cnn, gpu, "fp32")["precision"] == "fp32"
     with pytest.raises(ValueError, match="precision"):
         train.execution(cnn, cpu, "fp16")
@@ -476,6 +479,34 @@ def test_fused_adam_is_a_named_setting_that_resumes_as_itself(cfg, tmp_path, mon
         run(spec, tmp_path / "r.json", ckpt)
     resumed = run(spec, tmp_path / "r.json", ckpt, adam_kernel="fused")
     assert resumed["R"] == fused["R"] and resumed["train_loss"] == fused["train_loss"]
+
+
+def test_denormals_flush_on_the_cpu_as_a_named_setting_that_resumes_as_itself(cfg, tmp_path):
+    """``denormals``: auto flushes on the CPU (not on a GPU); flushing turns a denormal product
+    into zero; the result records the mode, and a checkpoint resumes only in its own mode."""
+    cpu, gpu, mlp = torch.device("cpu"), torch.device("cuda", 0), {"model": {"type": "mlp"}}
+    assert train.execution(mlp, cpu)["denormals"] == "flush" and train.execution(mlp, gpu)["denormals"] == "keep"
+    assert train.execution(mlp, cpu, denormals="keep")["denormals"] == "keep"
+    with pytest.raises(ValueError, match="denormals: 'zero'"):
+        train.execution(mlp, cpu, denormals="zero")
+    tiny = torch.tensor([1e-20], dtype=torch.float32)          # 1e-40: below float32's 1.18e-38
+    try:
+        train.set_denormals("keep")
+        assert 0 < float(tiny * tiny) < 1.2e-38
+        train.set_denormals("flush")
+        assert float(tiny * tiny) == 0.0
+    finally:
+        train.set_denormals("keep")
+    spec = make_spec(cfg, "task", "si", iters=10)
+    full = run(spec, tmp_path / "full.json", denormals="keep")
+    assert full["provenance"]["denormals"] == "keep" and run(spec, tmp_path / "a.json")["provenance"]["denormals"] == "flush"
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(train.Preempted):
+        run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, denormals="keep")
+    with pytest.raises(ValueError, match="trained with denormals keep"):
+        run(spec, tmp_path / "r.json", ckpt, denormals="flush")
+    resumed = run(spec, tmp_path / "r.json", ckpt)                    # auto: the checkpoint's mode
+    assert resumed["provenance"]["denormals"] == "keep" and resumed["R"] == full["R"]
 
 
 def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_path):

@@ -71,6 +71,7 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["precision"] = prov.get("precision", "fp32")
         row["channels_last"] = prov.get("channels_last", False)
         row["adam"] = prov.get("adam", "foreach")   # earlier results: the per-parameter loop, bit-identical
+        row["denormals"] = prov.get("denormals", "keep")   # earlier results computed with them
         row["host"] = prov.get("hostname", "")
         row["slurm_job"] = prov.get("scheduler", {}).get("SLURM_JOB_ID", "")
         if "rerun" in r:

@@ -104,7 +104,7 @@ def _train_run(a):
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
-                  a.checkpoint_every, a.stop_after_step, a.precision, a.adam)
+                  a.checkpoint_every, a.stop_after_step, a.precision, a.adam, a.denormals)
     except train.Preempted as stop:
         when = str(stop).split("; checkpoint in")[0]
         print(f"clrepro train: interrupted ({when}): checkpointed in {a.checkpoints}; rerun the same command to "
@@ -258,6 +258,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--adam", default="foreach", choices=["foreach", "fused"],
                    help="Adam's update: foreach (bit-identical to PyTorch's per-parameter loop; what made the "
                         "committed results) or fused (faster on the CPU, not bit-identical)")
+    t.add_argument("--denormals", default="auto", choices=["auto", "keep", "flush"],
+                   help="flush denormal numbers to zero on the CPU (much faster on Intel CPUs) or keep them; "
+                        "auto: flush on the CPU, or what the checkpoint resumed was trained with")
     t.add_argument("--stop-after-task", type=int, help=argparse.SUPPRESS)
     t.add_argument("--stop-after-step", type=int, help=argparse.SUPPRESS)
     t.set_defaults(fn=_train)

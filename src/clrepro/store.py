@@ -16,7 +16,7 @@ import torch
 from . import config as clconfig
 from . import data as datasets
 from .atomic import atomic_path
-from .train import build_run, evaluate, latest_checkpoint
+from .train import build_run, evaluate, latest_checkpoint, set_denormals
 
 log = logging.getLogger("clrepro.store")
 
@@ -76,6 +76,7 @@ def verify_checkpoints(cfg: dict, results: list[str | os.PathLike], out: str | o
             continue
         dev = torch.device(device)
         bench, model, method, amp = build_run(spec, result["provenance"], dev)
+        set_denormals(result["provenance"].get("denormals", "keep"))   # as the run was trained
         model.load_state_dict(found[1]["model"])   # after the method, as in training (CLN checks the room to grow)
         method.load_state_dict(found[1]["method"])
         with torch.autocast(**amp):

@@ -301,19 +301,39 @@ def _set_rng_state(state: dict | None, dev: torch.device) -> None:
 
 # -- the loop --------------------------------------------------------------------------------------
 
-def execution(spec: dict, dev: torch.device, precision: str = "auto", adam: str = "foreach") -> dict:
+DENORMALS = ("auto", "keep", "flush")
+
+
+def execution(spec: dict, dev: torch.device, precision: str = "auto", adam: str = "foreach",
+              denormals: str = "auto") -> dict:
     """How the arithmetic runs: ``precision`` "fp32" or "bf16" (autocast of the forward pass;
     "auto": bf16 for convolutional networks on a GPU, where it pays), channels-last memory
-    (convolutional networks on a GPU) and Adam's update kernel (``methods.base.ADAM_KERNELS``).
-    Recorded with every result."""
+    (convolutional networks on a GPU), Adam's update kernel (``methods.base.ADAM_KERNELS``) and
+    whether the CPU flushes denormal numbers to zero ("auto": flush on the CPU, see
+    ``set_denormals``). Recorded with every result."""
     if precision not in ("auto", "fp32", "bf16"):
         raise ValueError(f"precision: {precision!r} is not one of auto, fp32, bf16")
     if adam not in ADAM_KERNELS:
         raise ValueError(f"adam: {adam!r} is not one of {', '.join(ADAM_KERNELS)}")
+    if denormals not in DENORMALS:
+        raise ValueError(f"denormals: {denormals!r} is not one of {', '.join(DENORMALS)}")
     conv_on_gpu = dev.type == "cuda" and spec["model"].get("type") in ("cnn", "squeezenet")
     if precision == "auto":
         precision = "bf16" if conv_on_gpu else "fp32"
-    return {"precision": precision, "channels_last": conv_on_gpu, "adam": adam}
+    if denormals == "auto":
+        denormals = "flush" if dev.type == "cpu" else "keep"
+    return {"precision": precision, "channels_last": conv_on_gpu, "adam": adam, "denormals": denormals}
+
+
+def set_denormals(mode: str) -> None:
+    """Flush denormal floats to zero on the CPU ("flush") or compute with them ("keep").
+
+    Adam's moments of a weight whose gradient is always zero (a pixel that is zero in every image,
+    as MNIST's border) decay by beta each step into the denormal range, where Intel CPUs compute
+    many times slower; flushed, they become zero a few steps earlier. Both modes gave the same
+    results bit for bit in the runs compared (README, *Execution settings*)."""
+    if not torch.set_flush_denormal(mode == "flush") and mode == "flush":
+        raise RuntimeError("denormals: flush: this CPU cannot flush denormal numbers (no SSE3); use keep")
 
 
 def build_run(spec: dict, execution: dict, dev: torch.device) -> tuple[scenarios.Benchmark, torch.nn.Module,
@@ -523,7 +543,7 @@ class Trainer:
 def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | None = None,
         device: str = "auto", threads: int | None = None, stop_after_task: int | None = None,
         checkpoint_every: float | None = 600.0, stop_after_step: int | None = None,
-        precision: str = "auto", adam_kernel: str = "foreach") -> dict:
+        precision: str = "auto", adam_kernel: str = "foreach", denormals: str = "auto") -> dict:
     """Train one run and write its result JSON to ``out``.
 
     With a checkpoint folder, a checkpoint is written after every task, every ``checkpoint_every``
@@ -542,8 +562,10 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
     prov.update(training_code=identity["training_code"], data=identity["data"])
     ckpt_dir = Path(checkpoints) if checkpoints else None
     resumed = ckpt_dir and latest_checkpoint(ckpt_dir, identity)
-    prov.update(_execution_to_resume(spec, dev, resumed and resumed[0], precision, adam_kernel, ckpt_dir))
+    prov.update(_execution_to_resume(spec, dev, resumed and resumed[0], precision, adam_kernel, denormals,
+                                     ckpt_dir))
     method_base.adam_kernel = adam_kernel
+    set_denormals(prov["denormals"])
     bench, model, method, amp = build_run(spec, prov, dev)
     trainer = Trainer(spec, bench, method, amp, ckpt_dir, identity, prov, checkpoint_every or None, stop_after_step)
     start, inside = trainer.resume(*resumed) if resumed else (0, None)
@@ -572,14 +594,19 @@ def run(spec: dict, out: str | os.PathLike, checkpoints: str | os.PathLike | Non
 
 
 def _execution_to_resume(spec: dict, dev: torch.device, meta: dict | None, precision: str, adam_kernel: str,
-                         ckpt_dir: Path | None) -> dict:
-    """The ``execution`` record of a run, the precision and Adam kernel of the checkpoint it
-    resumes (``meta``) where it has one; a mismatch with an explicit choice is refused."""
+                         denormals: str, ckpt_dir: Path | None) -> dict:
+    """The ``execution`` record of a run, the precision, Adam kernel and denormal mode of the
+    checkpoint it resumes (``meta``) where it has one; a mismatch with an explicit choice is refused."""
     recorded = meta.get("precision") if meta else None
-    chosen = execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel)
+    kept = meta.get("denormals", "keep") if meta else None   # checkpoints before the setting: keep
+    chosen = execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel,
+                       kept if kept and denormals == "auto" else denormals)
     if recorded and recorded != chosen["precision"]:
         raise ValueError(f"precision: the checkpoint in {ckpt_dir} was trained in {recorded}; resuming it in "
                          f"{chosen['precision']} would mix the two (pass --precision {recorded} or auto)")
+    if kept and kept != chosen["denormals"]:
+        raise ValueError(f"denormals: the checkpoint in {ckpt_dir} was trained with denormals {kept}; resuming "
+                         f"it with {chosen['denormals']} would mix the two (pass --denormals {kept} or auto)")
     kernel = meta.get("adam", "foreach") if meta else adam_kernel   # checkpoints before it: foreach
     if kernel != adam_kernel:
         raise ValueError(f"adam: the checkpoint in {ckpt_dir} was trained with Adam's {kernel} kernel; resuming "

@@ -25,7 +25,7 @@ rule train:
         f"--data-root {shlex.quote(DATA)} --checkpoints "
         f"{shlex.quote(CKPT)}/{{wildcards.experiment}}/{{wildcards.scenario}}/{{wildcards.method}}/seed{{wildcards.seed}} "
         f"--device {shlex.quote(config['device'])} --checkpoint-every {config['checkpoint_every_s']} "
-        f"--precision {config['precision']} --adam {config['adam']} "
+        f"--precision {config['precision']} --adam {config['adam']} --denormals {config['denormals']} "
         "> {log:q} 2>&1"
 
 
