@@ -63,6 +63,8 @@ def main() -> None:
     p.add_argument("--methods", nargs="+", default=list(METHOD_FLAGS), choices=list(METHOD_FLAGS))
     p.add_argument("--repeats", type=int, default=1, help="runs of each method by each code")
     p.add_argument("--adam", default="foreach", choices=["foreach", "fused"], help="clrepro's Adam kernel")
+    p.add_argument("--denormals", default="auto", choices=["auto", "keep", "flush"],
+                   help="clrepro's denormal numbers (auto: flushed on the CPU)")
     p.add_argument("--reference", help="a checkout of the reference code (default: clone it)")
     p.add_argument("--data", default=str(REPO / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "reference_cpu.json"))
@@ -84,9 +86,10 @@ def main() -> None:
                 seconds, _ = timed([sys.executable, "-m", "clrepro", "train", "--config", "config/config.yaml",
                                     "--experiment", "split_mnist_vdv19", "--scenario", "task", "--method", method,
                                     "--seed", str(seed), "--data-root", a.data, "--out", str(out), "--threads", "1",
-                                    "--device", "cpu", "--adam", a.adam], REPO, env)
+                                    "--device", "cpu", "--adam", a.adam, "--denormals", a.denormals], REPO, env)
                 ours.append(seconds)
-                acc_ours = 100 * json.loads(out.read_text())["metrics"]["acc"]
+                result = json.loads(out.read_text())
+                acc_ours, denormals = 100 * result["metrics"]["acc"], result["provenance"]["denormals"]
                 seconds, log = timed([sys.executable, "main.py", "--experiment=splitMNIST", "--scenario=task",
                                       *METHOD_FLAGS[method], "--no-gpus", f"--seed={seed}",
                                       f"--data-dir={Path(tmp) / 'data'}", f"--results-dir={tmp}",
@@ -94,7 +97,7 @@ def main() -> None:
                 theirs.append(seconds)
                 found = re.search(r"average accuracy over all 5 contexts: ([0-9.]+)", log)
                 acc_theirs = 100 * float(found.group(1)) if found else None
-            row = {"method": method, "adam": a.adam, "seconds_clrepro": round(sum(ours) / len(ours), 1),
+            row = {"method": method, "adam": a.adam, "denormals": denormals, "seconds_clrepro": round(sum(ours) / len(ours), 1),
                    "seconds_reference": round(sum(theirs) / len(theirs), 1),
                    "speedup": round(sum(theirs) / sum(ours), 2), "acc_clrepro_last_seed": round(acc_ours, 2),
                    "acc_reference_last_seed": acc_theirs and round(acc_theirs, 2), "repeats": a.repeats}

@@ -76,6 +76,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--adam", nargs="+", default=["foreach"], choices=["foreach", "fused"],
                    help="Adam's update kernels to measure (the training setting `adam`)")
+    p.add_argument("--denormals", nargs="+", default=["flush"], choices=["keep", "flush"],
+                   help="denormal numbers kept or flushed to zero (the training setting `denormals`)")
     p.add_argument("--iters", type=int, help="iterations per task (default: the paper's 2000)")
     p.add_argument("--no-bare", action="store_true", help="skip the bare PyTorch loop's row")
     p.add_argument("--data", default=str(REPO / "data"))
@@ -86,7 +88,7 @@ def main() -> None:
     cfg = config.load(REPO / "config" / "config.yaml", {"data": {"root": a.data}})
     device = torch.device(a.device)
     rows = []
-    for method, kernel in ((m, k) for m in a.methods for k in a.adam):
+    for method, kernel, mode in ((m, k, d) for m in a.methods for k in a.adam for d in a.denormals):
         spec = config.resolve(cfg, config.Run("split_mnist_vdv19", a.scenario, method, 0))
         if a.iters:
             spec["iters_per_task"] = a.iters
@@ -98,11 +100,11 @@ def main() -> None:
         rate = step_products_per_second(dims, spec["batch_size"], device)
         t0 = time.perf_counter()
         result = train.run(spec, Path("/tmp") / f"bench-{method}.json", device=a.device, threads=a.threads,
-                           adam_kernel=kernel)
+                           adam_kernel=kernel, denormals=mode)
         wall = time.perf_counter() - t0
         train_s = sum(result["seconds_per_task"])
         floor = steps / rate
-        rows.append({"method": method, "adam": kernel, "scenario": a.scenario, "iters_per_task": spec["iters_per_task"],
+        rows.append({"method": method, "adam": kernel, "denormals": mode, "scenario": a.scenario, "iters_per_task": spec["iters_per_task"],
                      "seconds_run": round(wall, 2), "seconds_training": round(train_s, 2),
                      "flops": steps * step_flops, "gemm_gflops": round(step_flops * rate / 1e9, 1),
                      "floor_seconds": round(floor, 2), "ratio_to_floor": round(train_s / floor, 3),
