@@ -97,11 +97,11 @@ def _train_run(a):
     from . import config, train
     if a.spec:
         spec = json.loads(a.spec)
-        if a.data_root:   # where the data live is not part of the spec (the workflow passes it apart)
-            spec["data"] = dict(spec["data"], root=a.data_root)
     else:
         cfg = config.load(a.config, {"preset": a.preset} if a.preset else None)
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
+    if a.data_root:   # where the data live is not part of the spec (the workflow passes it apart)
+        spec["data"] = dict(spec["data"], root=a.data_root)
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
                   a.checkpoint_every, a.stop_after_step, a.precision, a.adam, a.denormals)
