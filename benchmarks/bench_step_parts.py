@@ -14,8 +14,9 @@ For the split-MNIST network (784-400-400-10, batch 128) and the permuted-MNIST o
 - ``adam_<kernel>``: PyTorch's Adam update alone on the network's parameters, for each kernel
   (``foreach``, ``fused``; ``compiled`` is the foreach update under ``torch.compile``).
 
-The sum of the faster of ``forward_backward`` and ``by_hand``, ``gather`` and ``adam`` over ``products`` is the lowest ratio to the floor
-that a step written with these PyTorch kernels can reach, whatever the code around it.
+The sum of the faster of ``forward_backward`` and ``by_hand``, ``gather`` and ``adam`` over
+``products`` is the lowest ratio to the floor that a step written with these PyTorch kernels can
+reach, whatever the code around it.
 
     python benchmarks/bench_step_parts.py --threads 1 --out benchmarks/results/step_parts_cpu.json
 """
