@@ -291,12 +291,14 @@ def test_vae_loss_decreases_on_a_tiny_set():
     assert s.shape == (5, 1, 6, 6) and (s >= 0).all() and (s <= 1).all()
 
 
-@pytest.mark.parametrize("distill", [False, True])
-def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill):
+@pytest.mark.parametrize("distill, kd_reduction", [(False, None), (True, None), (True, "mean")])
+def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill, kd_reduction):
+    """DGR's hard labels, or DGR+distill's soft targets reduced as configured (summed over the
+    units by default, or averaged over them as the three-scenarios code before 26f00db)."""
     from clrepro.methods import DGR
     from clrepro.methods.lwf import distillation
     bench = toy_bench("class")
-    m, model = _method(DGR, bench, distill=distill, latent=4)
+    m, model = _method(DGR, bench, distill=distill, latent=4, **({"kd_reduction": kd_reduction} if kd_reduction else {}))
     m.begin_task(0)
     step = m.draw(8)
     step.outputs = forward(model, step.batches)
@@ -314,7 +316,8 @@ def test_dgr_replays_one_batch_labelled_by_the_previous_model(toy_bench, distill
     # Class-IL: replay is scored on every class so far (0-3), so the new classes' outputs are pushed
     # down on replayed old samples; the teacher knows classes 0-1 (its probabilities zero-padded)
     z = model(x)[:, :4]
-    replay = distillation(z, old[:, :2], 2.0) if distill else torch.nn.functional.cross_entropy(z, old[:, :2].argmax(1))
+    replay = (distillation(z, old[:, :2], 2.0, kd_reduction or "batchmean") if distill
+              else torch.nn.functional.cross_entropy(z, old[:, :2].argmax(1)))
     assert torch.allclose(m.loss(step), cross_entropy(out, batches) / 2 + replay / 2)
     before, frozen = [p.clone() for p in m.vae.parameters()], [p.clone() for p in m.old_vae.parameters()]
     m.after_step(step)                                       # the generator learns from the same inputs

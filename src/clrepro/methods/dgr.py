@@ -6,7 +6,8 @@ DGR+distill, as in van de Ven & Tolias (2019):
 - from the second task on, every step adds a batch of B samples decoded from z ~ N(0, I) by the
   generator saved at the end of the previous task (one batched pass on the device), labelled by
   the classifier saved with it: its most likely class (DGR) or its tempered soft outputs
-  (DGR+distill, ``distill: true``, temperature T, the loss scaled by T^2 as LwF's);
+  (DGR+distill, ``distill: true``, temperature T, the loss scaled by T^2 and reduced over the
+  units as LwF's ``kd_reduction``);
 - both networks weight the current and the replayed losses by the tasks seen:
   L = 1/t * L_current + (1 - 1/t) * L_replay.
 
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import Hyperparameter, Step, adam, cross_entropy, frozen
-from .lwf import heads, replay_loss
+from .lwf import KD_REDUCTION, heads, replay_loss
 from .replay import Replaying
 
 
@@ -80,6 +81,7 @@ class DGR(Replaying):
         "latent": Hyperparameter(100, "integer", "Latent dimensions of the VAE.", minimum=1),
         "lr": Hyperparameter(0.001, "number", "The generator's Adam learning rate.", exclusiveMinimum=0),
     }
+    optional_hyperparameters = {"kd_reduction": KD_REDUCTION}   # DGR+distill
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -107,8 +109,8 @@ class DGR(Replaying):
             return current
         x, old = step.extras["replayed"]
         z = self.model(x)
-        losses = [replay_loss(z[:, lo:hi], old[:, lo:hi_old], self.hp["distill"], self.hp["temperature"])
-                  for lo, hi, hi_old in heads(self.bench, self.task)]
+        losses = [replay_loss(z[:, lo:hi], old[:, lo:hi_old], self.hp["distill"], self.hp["temperature"],
+                              self.hp["kd_reduction"]) for lo, hi, hi_old in heads(self.bench, self.task)]
         return self.mix(current, sum(losses) / len(losses))
 
     def after_step(self, step: Step) -> None:

@@ -30,11 +30,12 @@ def heads(bench, task: int) -> list[tuple[int, int, int]]:
     return [(0, bench.active(task, task)[1], bench.active(task - 1, task - 1)[1])]
 
 
-def replay_loss(student: torch.Tensor, teacher: torch.Tensor, distill: bool, temperature: float) -> torch.Tensor:
-    """On the teacher's tempered soft outputs (``distillation``), or cross-entropy with its most
-    likely class (the hard labels of DGR)."""
+def replay_loss(student: torch.Tensor, teacher: torch.Tensor, distill: bool, temperature: float,
+                reduction: str = "batchmean") -> torch.Tensor:
+    """On the teacher's tempered soft outputs (``distillation``, with its ``reduction``), or
+    cross-entropy with its most likely class (the hard labels of DGR)."""
     if distill:
-        return distillation(student, teacher, temperature)
+        return distillation(student, teacher, temperature, reduction)
     return F.cross_entropy(student, teacher.argmax(1))
 
 
@@ -51,14 +52,18 @@ def distillation(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
     return ce * temperature ** 2 if t_squared else ce
 
 
+#: the reduction of ``distillation``, a hyperparameter of LwF and of DGR+distill
+KD_REDUCTION = Hyperparameter("batchmean", "string", "The distillation term summed over the output units and "
+                              "averaged over the batch, or averaged over both (the three-scenarios code before "
+                              "26f00db).", enum=["batchmean", "mean"])
+
+
 class LwF(Method):
     name = "lwf"
     hyperparameters = {
         "temperature": Hyperparameter(2.0, "number", "Distillation temperature T (Li & Hoiem Eq. 2).",
                                       exclusiveMinimum=0),
-        "kd_reduction": Hyperparameter("batchmean", "string", "The distillation term summed over the output units "
-                                       "and averaged over the batch, or averaged over both (the three-scenarios "
-                                       "code before 26f00db).", enum=["batchmean", "mean"]),
+        "kd_reduction": KD_REDUCTION,
         "t_squared": Hyperparameter(True, "boolean", "The distillation term scaled by T^2 (Hinton et al. 2015)."),
     }
 
