@@ -155,6 +155,13 @@ EQUIVALENT_TRAINING_CODE = {
                         "MNIST experiments, stopped and resumed, gave the same R, losses, untrained accuracies "
                         "and method logs, bit for bit (flushed against kept); benchmarks/bench_denormals.py "
                         "found the same at paper scale (benchmarks/README.md)",
+    "5a40eba2995cd7bf": "the training code of 704abe1; the next version lets DGR+distill reduce its distillation "
+                        "term as LwF's (kd_reduction, optional: summed over the units unless set). `clrepro "
+                        "bit-identity --against 704abe1`: 138 tiny runs, every method and scenario of the six "
+                        "MNIST experiments, stopped and resumed; 135 gave the same R, losses, untrained accuracies "
+                        "and method logs, bit for bit, LwF's averaged distillation (split MNIST's lwf_preprint) "
+                        "among them; the other 3, permuted MNIST's LwF (32x32), differ because its configuration "
+                        "changed with it (kd_reduction: mean)",
 }
 
 
