@@ -498,15 +498,16 @@ def test_denormals_flush_on_the_cpu_as_a_named_setting_that_resumes_as_itself(cf
     finally:
         train.set_denormals("keep")
     spec = make_spec(cfg, "task", "si", iters=10)
-    full = run(spec, tmp_path / "full.json", denormals="keep")
-    assert full["provenance"]["denormals"] == "keep" and run(spec, tmp_path / "a.json")["provenance"]["denormals"] == "flush"
-    ckpt = tmp_path / "ckpt"
-    with pytest.raises(train.Preempted):
-        run(spec, tmp_path / "r.json", ckpt, stop_after_step=4, denormals="keep")
-    with pytest.raises(ValueError, match="trained with denormals keep"):
-        run(spec, tmp_path / "r.json", ckpt, denormals="flush")
-    resumed = run(spec, tmp_path / "r.json", ckpt)                    # auto: the checkpoint's mode
-    assert resumed["provenance"]["denormals"] == "keep" and resumed["R"] == full["R"]
+    full = {"keep": run(spec, tmp_path / "keep.json", denormals="keep"), "flush": run(spec, tmp_path / "flush.json")}
+    assert {mode: r["provenance"]["denormals"] for mode, r in full.items()} == {"keep": "keep", "flush": "flush"}
+    for mode, other in (("keep", "flush"), ("flush", "keep")):
+        ckpt = tmp_path / f"ckpt-{mode}"
+        with pytest.raises(train.Preempted):
+            run(spec, tmp_path / f"r-{mode}.json", ckpt, stop_after_step=4, denormals=mode)
+        with pytest.raises(ValueError, match=f"trained with denormals {mode}"):
+            run(spec, tmp_path / f"r-{mode}.json", ckpt, denormals=other)
+        resumed = run(spec, tmp_path / f"r-{mode}.json", ckpt)        # auto: the checkpoint's mode
+        assert resumed["provenance"]["denormals"] == mode and resumed["R"] == full[mode]["R"]
 
 
 def test_verify_exact_on_the_same_device_within_tolerance_on_another(cfg, tmp_path):

@@ -534,7 +534,8 @@ class Trainer:
                  "method": self.method.state_dict(), "rng": _rng_state(self.dev)}
         meta = {"task": t, "step": step, **self.identity, **self.history.meta(),
                 **({"continual_eval": self.probe.points} if self.probe else {}),
-                "precision": self.execution["precision"], "adam": self.execution["adam"], "run": _run_id(self.spec)}
+                "precision": self.execution["precision"], "adam": self.execution["adam"],
+                "denormals": self.execution["denormals"], "run": _run_id(self.spec)}
         if step is not None:
             state["task_state"], state["loop"] = self.method.task_state(), loop
         save_checkpoint(self.ckpt_dir, t, state, meta, step)
@@ -598,7 +599,7 @@ def _execution_to_resume(spec: dict, dev: torch.device, meta: dict | None, preci
     """The ``execution`` record of a run, the precision, Adam kernel and denormal mode of the
     checkpoint it resumes (``meta``) where it has one; a mismatch with an explicit choice is refused."""
     recorded = meta.get("precision") if meta else None
-    kept = meta.get("denormals", "keep") if meta else None   # checkpoints before the setting: keep
+    kept = meta["denormals"] if meta else None   # every checkpoint this code resumes was written by it
     chosen = execution(spec, dev, recorded if recorded and precision == "auto" else precision, adam_kernel,
                        kept if kept and denormals == "auto" else denormals)
     if recorded and recorded != chosen["precision"]:
