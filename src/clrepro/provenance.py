@@ -162,6 +162,12 @@ EQUIVALENT_TRAINING_CODE = {
                         "and method logs, bit for bit, LwF's averaged distillation (split MNIST's lwf_preprint) "
                         "among them; the other 3, permuted MNIST's LwF (32x32), differ because its configuration "
                         "changed with it (kd_reduction: mean)",
+    "5a5ae04c45927b14": "the training code of 9478c0a; the next version records the denormal mode in every "
+                        "checkpoint, so that a run resumes in the mode it was trained in (before, a resumed run "
+                        "took keep). `clrepro bit-identity --against 9478c0a`: 141 tiny runs, every method and "
+                        "scenario of the six MNIST experiments, stopped and resumed, gave the same R, losses, "
+                        "untrained accuracies and method logs, bit for bit (trained flushed, the tiny runs "
+                        "resumed with denormals kept under the earlier code and flushed under this one)",
 }
 
 
