@@ -16,7 +16,7 @@ from conftest import REPO
 
 EXP = "split_mnist_vdv19"
 METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "lwf", "lwf_no_t2", "mas", "l2", "dgr",
-           "dgr_distill", "bir", "er", "agem", "agem_sgd"]
+           "dgr_distill", "dgr_distill_preprint", "bir", "er", "agem", "agem_sgd"]
 CLASS_ONLY = ["icarl_random", "icarl", "cln", "agem_shared", "agem_all_units", "lwf_preprint_refpairs"]
 TASK_ONLY = ["xdg"]
 PER_SEED = 3 * len(METHODS) + len(CLASS_ONLY) + len(TASK_ONLY)
@@ -59,8 +59,8 @@ def test_load_paper_config_and_runs(cfg):
     exp = cfg.experiments[EXP]
     assert exp["iters_per_task"] == 2000 and exp["model"]["hidden"] == [400, 400]
     runs = [r for r in config.runs(cfg) if r.experiment == EXP]
-    assert len(runs) == PER_SEED * 20 == 1100
-    assert len(set(runs)) == 1100
+    assert len(runs) == PER_SEED * 20 == 1160
+    assert len(set(runs)) == 1160
     assert {r.scenario for r in runs} == {"task", "domain", "class"}
     assert sorted({r.method for r in runs}) == sorted(METHODS + CLASS_ONLY + TASK_ONLY)
     assert {r.scenario for r in runs if r.method in CLASS_ONLY} == {"class"}
