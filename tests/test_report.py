@@ -98,6 +98,29 @@ def test_notes_pair_our_seeds_with_the_authors_runs(tmp_path):
         ctx.versus_authors("class", "none")
 
 
+def test_notes_test_two_means_with_the_audits_welch_and_name_the_devices(tmp_path):
+    path, ctx = _context(tmp_path, "")
+    ours, published = ctx.metric("class", "ewc"), ctx.published()["t_ewc"]
+    # ours: 20, 22, 24 (mean 22, SEM 2/sqrt(3), n 3) against 20.00 ± 0.10 (n 20):
+    # t = 2 / sqrt(4/3 + 0.01), df = (4/3 + 0.01)^2 / ((4/3)^2 / 2 + 0.1^4 / 19)
+    test = notes.welch(ours, published)
+    assert test.t == pytest.approx(2 / (4 / 3 + 0.01) ** 0.5) and test.t == pytest.approx(1.72559, abs=1e-5)
+    assert test.df == pytest.approx((4 / 3 + 0.01) ** 2 / ((4 / 3) ** 2 / 2 + 1e-4 / 19))
+    assert 0.2 < test.p < 0.25 and str(test) == f"t = 1.73, df = {test.df:.1f}, p = {test.p:.3f}"
+    assert notes.welch(ours, ours).t == 0 and notes.welch(ours, ours).p == pytest.approx(1)
+    with pytest.raises(notes.NoteError, match="1 run"):
+        notes.welch(ctx.metric("class", "ewc", seeds=[0]), published)
+
+    runs = ctx.runs_df.assign(device=["cpu:A"] * 3 + ["cuda:B", "cpu:A", "cuda:B"])     # none: cpu; ewc: mixed
+    ctx = notes.Context("e", ctx.exp, runs.assign(label=runs.method.str.upper()), AUDIT, None, 3)
+    assert ctx.devices("class", "none") == "cpu:A × 3" and ctx.devices("class", "ewc") == "cuda:B × 2, cpu:A × 1"
+    assert ctx.devices() == "EWC in Class-IL (cuda:B × 2, cpu:A × 1)"
+    path.write_text("Mixed: {{ devices() }}. {{ welch(ours.class.ewc, published.t_ewc).p|f(2) }}\n")
+    assert notes.render(path, ctx, "paper").html == "<p>Mixed: EWC in Class-IL (cuda:B × 2, cpu:A × 1). 0.22</p>\n"
+    ctx.runs_df = runs.assign(label=runs.method, device="cpu:A")
+    assert ctx.devices() == "none"
+
+
 @pytest.mark.parametrize("placeholder, problem", [
     ("{{ ours.class.mas }}", r"ours\.class\.mas: no such ours\.class key \(known: ewc, none\)"),
     ("{{ ours.clas.ewc }}", "ours.clas: no such ours key"),

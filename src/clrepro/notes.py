@@ -19,6 +19,11 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
   the authors' code run here on the protocol of one of our methods (its seeds, optionally some);
   ``{{ versus_authors("class", "lwf_preprint_refpairs", "lwf_preprint") }}``: ours minus the
   authors' runs, seed by seed on the seeds both have;
+- ``{{ welch(ours.class.dgr_distill_preprint, published.t) }}``: the audit's Welch test of two
+  means (ours or published values), "t = 0.33, df = 37.8, p = 0.742" (``.t``, ``.df``, ``.p``);
+- ``{{ devices("task", "si") }}``: the devices a cell's runs were trained on, "cuda:NVIDIA H200 × 4,
+  cpu:… × 1"; ``{{ devices() }}``: the cells whose runs come from more than one device, each with
+  its devices ("none" if there are none);
 - ``{{ seeds }}``: seeds per method in this report (a number, or where they differ each number with
   its methods); ``{{ seeds_configured }}``: in the experiment file; ``{{ runs }}``,
   ``{{ train_hours }}``: this experiment's runs and their training time.
@@ -39,6 +44,9 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 from markdown_it import MarkdownIt
+
+from . import audit as audit_tests
+from .figures import SCENARIO_TITLES
 
 SECTIONS = ("Paper scale", "Audit notes")
 
@@ -104,6 +112,31 @@ class Published:
     def __str__(self) -> str:
         return f"{self.value:.2f} ± {self.sem:.2f}" if self.sem is not None and not math.isnan(self.sem) \
             else f"{self.value:.2f}"
+
+
+@dataclass(frozen=True)
+class Test:
+    """A Welch test's t, degrees of freedom and two-sided p."""
+    t: float
+    df: float
+    p: float
+
+    def __str__(self) -> str:
+        return f"t = {self.t:.2f}, df = {self.df:.1f}, p = {self.p:.3f}"
+
+
+def welch(a: Values | Published, b: Values | Published) -> Test:
+    """The audit's Welch test (:func:`clrepro.audit.welch`) of the means of ``a`` and ``b``: our
+    runs (mean, SEM, n) or a published value (value, SEM, seeds)."""
+    def moments(x):
+        if isinstance(x, Published):
+            if x.sem is None or math.isnan(x.sem) or x.n < 2:
+                raise NoteError(f"welch: the published value {x.value:.2f} has no spread over seeds")
+            return x.value, x.sem, x.n
+        if x.n < 2:
+            raise NoteError(f"welch: {x.n} run(s); a Welch test needs two or more")
+        return x.mean, x.sem, x.n
+    return Test(*audit_tests.welch(*moments(a), *moments(b)))
 
 
 class _Lookup:
@@ -208,11 +241,25 @@ class Context:
             raise NoteError(f"{method} ({scenario}) and the authors' runs share no seed")
         return Values(tuple((both.acc - both.value.astype(float)).astype(float)))
 
+    def devices(self, scenario: str | None = None, method: str | None = None) -> str:
+        """A cell's devices with their runs ("cuda:NVIDIA H200 × 4, cpu:… × 1"), most runs first;
+        without a cell, each cell whose runs come from more than one device, with its devices."""
+        def listed(rows):
+            return ", ".join(f"{d} × {n}" for d, n in rows.device.fillna("unknown").value_counts().items())
+        if scenario is not None or method is not None:
+            return listed(self._method(scenario, method))
+        r = self.runs_df
+        mixed = [f"{rows.label.iloc[0]} in {SCENARIO_TITLES.get(sc, sc)} ({listed(rows)})"
+                 for (sc, _), rows in r.groupby(["scenario", "method"], sort=False)
+                 if rows.device.fillna("unknown").nunique() > 1] if "device" in r else []
+        return "; ".join(mixed) or "none"
+
     def variables(self) -> dict:
         train = self.runs_df["train_seconds"] if "train_seconds" in self.runs_df else pd.Series(dtype=float)
         return {"ours": self.ours(), "metric": self.metric, "log": self.log, "published": self.published(),
                 "audit": self.audit(), "reference": self.reference(), "authors": self.authors,
-                "versus_authors": self.versus_authors, "seeds": self.seeds,
+                "versus_authors": self.versus_authors, "welch": welch, "devices": self.devices,
+                "seeds": self.seeds,
                 "seeds_configured": self.exp.seeds_in_file or self.seeds,
                 "runs": len(self.runs_df), "train_hours": float(train.sum()) / 3600}
 
