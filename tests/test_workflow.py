@@ -19,7 +19,7 @@ SIM = "consolidation_shaham22"
 # split MNIST with the methods of its published cells, and CLN (its growth is checked): 8 methods x 3
 # scenarios, iCaRL and CLN (Class-IL). XdG is left out, so the audit shows a cell not run. Every
 # method's training is tested by itself (test_resume.py)
-METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "dgr", "dgr_distill", "icarl_random", "cln"]
+METHODS = ["none", "joint", "ewc", "online_ewc", "si", "lwf_preprint", "dgr", "dgr_distill_preprint", "icarl_random", "cln"]
 RUNS_PER_SEED = 3 * 8 + 2
 
 
