@@ -244,14 +244,16 @@ class Context:
     def devices(self, scenario: str | None = None, method: str | None = None) -> str:
         """A cell's devices with their runs ("cuda:NVIDIA H200 × 4, cpu:… × 1"), most runs first;
         without a cell, each cell whose runs come from more than one device, with its devices."""
+        def device(rows):
+            return rows.get("device", pd.Series(index=rows.index, dtype=str)).fillna("unknown")
+
         def listed(rows):
-            return ", ".join(f"{d} × {n}" for d, n in rows.device.fillna("unknown").value_counts().items())
+            return ", ".join(f"{d} × {n}" for d, n in device(rows).value_counts().items())
         if scenario is not None or method is not None:
             return listed(self._method(scenario, method))
-        r = self.runs_df
         mixed = [f"{rows.label.iloc[0]} in {SCENARIO_TITLES.get(sc, sc)} ({listed(rows)})"
-                 for (sc, _), rows in r.groupby(["scenario", "method"], sort=False)
-                 if rows.device.fillna("unknown").nunique() > 1] if "device" in r else []
+                 for (sc, _), rows in self.runs_df.groupby(["scenario", "method"], sort=False)
+                 if device(rows).nunique() > 1]
         return "; ".join(mixed) or "none"
 
     def variables(self) -> dict:
