@@ -125,6 +125,11 @@ class Test:
         return f"t = {self.t:.2f}, df = {self.df:.1f}, p = {self.p:.3f}"
 
 
+def _column(df: pd.DataFrame, name: str, fill: str) -> pd.Series:
+    """``df[name]`` with its missing values as ``fill``; all ``fill`` where the table lacks it."""
+    return df[name].fillna(fill) if name in df else pd.Series(fill, index=df.index, dtype=object)
+
+
 def welch(a: Values | Published, b: Values | Published) -> Test:
     """The audit's Welch test (:func:`clrepro.audit.welch`) of the means of ``a`` and ``b``: our
     runs (mean, SEM, n) or a published value (value, SEM, seeds)."""
@@ -186,7 +191,7 @@ class Context:
 
     def log(self, scenario: str, method: str, key: str, tasks=None) -> Values:
         rows = self._method(scenario, method)
-        logs = [json.loads(s) for s in rows.get("method_log", pd.Series(dtype=str)).fillna("") if s]
+        logs = [json.loads(s) for s in _column(rows, "method_log", "") if s]
         values = [entry[key] for log in logs for t, entry in enumerate(log, 1)
                   if (tasks is None or t in tasks) and entry.get(key) is not None]
         if not values:
@@ -214,7 +219,7 @@ class Context:
 
     def reference(self):
         r = self.reference_df
-        main = r[r.get("variant", pd.Series("", index=r.index)).fillna("") == ""] if len(r) else r
+        main = r[_column(r, "variant", "") == ""] if len(r) else r
         return _Lookup("reference", lambda t: Values(tuple(main[main.target_id == t].value.astype(float))),
                        set(main.target_id))
 
@@ -244,16 +249,13 @@ class Context:
     def devices(self, scenario: str | None = None, method: str | None = None) -> str:
         """A cell's devices with their runs ("cuda:NVIDIA H200 × 4, cpu:… × 1"), most runs first;
         without a cell, each cell whose runs come from more than one device, with its devices."""
-        def device(rows):
-            return rows.get("device", pd.Series(index=rows.index, dtype=str)).fillna("unknown")
-
         def listed(rows):
-            return ", ".join(f"{d} × {n}" for d, n in device(rows).value_counts().items())
+            return ", ".join(f"{d} × {n}" for d, n in _column(rows, "device", "unknown").value_counts().items())
         if scenario is not None or method is not None:
             return listed(self._method(scenario, method))
         mixed = [f"{rows.label.iloc[0]} in {SCENARIO_TITLES.get(sc, sc)} ({listed(rows)})"
                  for (sc, _), rows in self.runs_df.groupby(["scenario", "method"], sort=False)
-                 if device(rows).nunique() > 1]
+                 if _column(rows, "device", "unknown").nunique() > 1]
         return "; ".join(mixed) or "none"
 
     def variables(self) -> dict:
