@@ -185,6 +185,20 @@ def test_bars_of_methods_beyond_ten_are_hatched_like_their_dashed_lines(draw, mo
     assert [bool(b.get_hatch()) for b in bars] == [False] * 10 + [True] * 2
 
 
+def test_the_bar_figure_says_where_a_method_without_a_bar_is_defined(monkeypatch, tmp_path):
+    # XdG is defined in Task-IL only: its empty Class-IL slot says so; LwF could run there but did not
+    summary = pd.DataFrame({"metric": "acc", "scenario": ["task", "task", "task", "class"],
+                            "label": ["None", "XdG", "LwF", "None"], "mean": 50.0, "sem": 1.0})
+    audit = pd.DataFrame(columns=["metric", "published", "published_sem", "our_scenario", "label"])
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig))
+    defined = {"None": ["task", "class"], "XdG": ["task"], "LwF": ["task", "class"]}
+    figures.final_accuracy(summary, audit, "t", tmp_path / "f.png", ["None", "XdG", "LwF"], defined=defined)
+    task, cls = [[t.get_text() for t in ax.texts] for ax in drawn[0].axes if ax.patches]
+    assert task == [] and cls == ["Task-IL only", "not run"]
+    assert figures._absent("iCaRL", "task", {"iCaRL": ["domain", "class"]}) == "Domain-IL and Class-IL only"
+
+
 # An experiment of 17 methods (split_mnist_vdv19's): label -> library method.
 METHODS17 = {"None": "none", "Joint": "joint", "EWC": "ewc", "Online EWC": "ewc", "SI": "si", "LwF": "lwf",
              "LwF (KD summed over units)": "lwf", "LwF (no T²)": "lwf", "MAS": "mas", "L2": "l2", "iCaRL": "icarl",

@@ -131,15 +131,16 @@ def _aggregate(a):
 
 def _figure(a):
     from . import figures
-    from .config import labels, method_model
+    from .config import labels, method_model, method_scenarios
     from .methods import REGISTRY
     exp = _experiments(a).experiments[a.experiment]
     names = labels(exp)
     learned = [names[k] for k, spec in exp["methods"].items() if REGISTRY[spec["method"]].scored_when_learned]
     families = {names[k]: figures.method_family(spec["method"], method_model(exp, k).get("type"))
                 for k, spec in exp["methods"].items()}
+    defined = {names[k]: method_scenarios(exp, k) for k in exp["methods"]}
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
-                 list(names.values()), a.out, learned, families, a.results)
+                 list(names.values()), a.out, learned, families, a.results, defined)
 
 
 def _checks(a):
