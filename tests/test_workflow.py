@@ -139,6 +139,21 @@ def test_nothing_left_to_do_after_a_complete_run(workflow_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr, proc.stdout[-2000:]
 
 
+def test_a_change_of_the_code_reruns_the_analysis_and_no_training(workflow_run, tmp_path):
+    # the same DAG with one module edited (a copy of the package first on the path)
+    _, work = workflow_run
+    package = tmp_path / "src" / "clrepro"
+    shutil.copytree(REPO / "src" / "clrepro", package, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(package / "figures.py", "a") as f:
+        f.write("\n# edited\n")
+    proc = subprocess.run(snakemake_cmd(work, "--cores", "1", "--dry-run"), capture_output=True, text=True,
+                          env=dict(env(), PYTHONPATH=str(package.parent)), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for rule in ("aggregate", "audit", "figure", "simulation_figure", "report"):   # no checks here
+        assert f"rule {rule}:" in proc.stdout, rule
+    assert "rule train:" not in proc.stdout and "rule simulate:" not in proc.stdout
+
+
 def test_more_seeds_add_runs_even_without_snakemakes_records(workflow_run):
     """A finished report (here with Snakemake's records gone, as in a fresh clone of committed
     results) does not hide the runs that more seeds add: only those train, then the analysis."""

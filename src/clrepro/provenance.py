@@ -178,10 +178,19 @@ def _fingerprint(files: dict[str, bytes]) -> str:
     return h.hexdigest()[:16]
 
 
+def _files(patterns) -> dict[str, bytes]:
+    return {p.relative_to(PACKAGE).as_posix(): p.read_bytes() for pattern in patterns for p in PACKAGE.glob(pattern)}
+
+
 def training_code() -> str:
     """Fingerprint of the training code that runs now (the files of ``TRAINING_CODE``)."""
-    return _fingerprint({p.relative_to(PACKAGE).as_posix(): p.read_bytes()
-                         for pattern in TRAINING_CODE for p in PACKAGE.glob(pattern)})
+    return _fingerprint(_files(TRAINING_CODE))
+
+
+def package_code() -> str:
+    """Fingerprint of the whole package (modules, templates, schemas): the param of the rules that
+    aggregate, audit, draw and report, so that a change of the code reruns them (not training)."""
+    return _fingerprint(_files(("**/*.py", "**/*.j2", "**/*.yaml")))
 
 
 def training_code_at(commit: str, repo: str | os.PathLike = ".") -> str | None:

@@ -11,6 +11,7 @@ rule aggregate:
         accuracy=f"{OUT}/accuracy.csv",
         summary=report(f"{OUT}/summary.csv", caption="../report/summary.rst", category="Tables"),
     params:
+        code=ANALYSIS_CODE,
         inputs=inputs_param,
     log:
         f"logs/{PRESET}/aggregate.log",
@@ -31,6 +32,8 @@ rule figure:
     output:
         report(f"{OUT}/figures/{{experiment}}_{{kind}}.png", caption="../report/figure.rst", category="Figures",
                subcategory="{experiment}"),
+    params:
+        code=ANALYSIS_CODE,
     log:
         f"logs/{PRESET}/figure_{{experiment}}_{{kind}}.log",
     conda:
@@ -47,6 +50,8 @@ rule checks:
         experiment=lambda w: experiment_config(w.experiment),
     output:
         report(f"{OUT}/checks/{{experiment}}_checks.csv", caption="../report/checks.rst", category="Audit"),
+    params:
+        code=ANALYSIS_CODE,
     log:
         f"logs/{PRESET}/checks_{{experiment}}.log",
     conda:
@@ -64,6 +69,8 @@ rule audit:
         experiment=lambda w: experiment_config(w.experiment),
     output:
         report(f"{OUT}/audit/{{experiment}}_audit.csv", caption="../report/audit.rst", category="Audit"),
+    params:
+        code=ANALYSIS_CODE,
     log:
         f"logs/{PRESET}/audit_{{experiment}}.log",
     conda:

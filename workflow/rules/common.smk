@@ -11,6 +11,7 @@ from snakemake.utils import min_version, validate
 from clrepro import config as clconfig
 from clrepro import data as cldata
 from clrepro import notes as clnotes
+from clrepro import provenance as clprovenance
 from clrepro.cli import CONFIG_ENV
 from clrepro.memory.panels import FIGURES as SIMULATION_FIGURES, RUNNERS
 
@@ -47,6 +48,9 @@ RUNS = clconfig.runs(CFG)
 EXPERIMENTS = list(CFG.experiments)
 RUNS_OF = {name: [run for run in RUNS if run.experiment == name] for name in EXPERIMENTS}
 REPORT = f"{OUT}/report.html"
+# The package's fingerprint: a param of the rules that aggregate, audit, draw and report, so that a
+# change of the code reruns them (training's param is its spec alone: code changes retrain nothing).
+ANALYSIS_CODE = clprovenance.package_code()
 
 
 wildcard_constraints:

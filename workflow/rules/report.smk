@@ -22,6 +22,7 @@ rule report:
     output:
         report(REPORT, caption="../report/report.rst", category="Report"),
     params:
+        code=ANALYSIS_CODE,
         inputs=inputs_param,
         unavailable=unavailable_param,
     log:

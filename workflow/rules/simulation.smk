@@ -35,6 +35,8 @@ rule simulation_figure:
     output:
         report(f"{OUT}/simulations/{{simulation}}/{{simulation_figure}}.png", caption="../report/simulation_figure.rst",
                category="Figures", subcategory="{simulation}"),
+    params:
+        code=ANALYSIS_CODE,
     log:
         f"logs/{PRESET}/simulation_figure/{{simulation}}_{{simulation_figure}}.log",
     conda:
