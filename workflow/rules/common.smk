@@ -48,8 +48,7 @@ RUNS = clconfig.runs(CFG)
 EXPERIMENTS = list(CFG.experiments)
 RUNS_OF = {name: [run for run in RUNS if run.experiment == name] for name in EXPERIMENTS}
 REPORT = f"{OUT}/report.html"
-# The package's fingerprint: a param of the rules that aggregate, audit, draw and report, so that a
-# change of the code reruns them (training's param is its spec alone: code changes retrain nothing).
+# A param of the analysis rules: a change of the package reruns them, and no training.
 ANALYSIS_CODE = clprovenance.package_code()
 
 
