@@ -415,23 +415,42 @@ def test_a_presets_choices_are_validated(cfg_copy):
 
 def test_cost_of_a_configuration_from_the_committed_runs_times(in_repo):
     """Per experiment: its runs, and the hours they take at the mean time of the committed runs of
-    the same method and scenario (else of the method, else of the experiment) on its usual device;
-    "not measured" without committed runs or for another preset."""
+    the same method and scenario (else of the method, else of its method class, else of the
+    experiment) on its usual device; "not measured" without committed runs or for another preset."""
     import pandas as pd
     from clrepro import cost
-    times = pd.DataFrame([(EXP, "task", "none", 10.0, "cpu:x"), (EXP, "domain", "none", 30.0, "cpu:x"),
-                          (EXP, "task", "ewc", 60.0, "cpu:x"), (EXP, "task", "ewc", 1.0, "cuda:y")],
-                         columns=["experiment", "scenario", "method", "train_seconds", "device"])
+    times = pd.DataFrame([(EXP, "task", "none", "none", 10.0, "cpu:x"), (EXP, "domain", "none", "none", 30.0, "cpu:x"),
+                          (EXP, "task", "ewc", "ewc", 60.0, "cpu:x"), (EXP, "task", "ewc", "ewc", 1.0, "cuda:y"),
+                          (EXP, "task", "dgr", "dgr", 200.0, "cpu:x")], columns=cost.COLUMNS[:-1])
     times["kind"] = ["GPU" if d.startswith("cuda") else "CPU" for d in times.device]
-    cfg = config.load("config/config.yaml", {"methods": {EXP: ["none", "ewc", "si"]}, "seeds": {EXP: 2}})
+    cfg = config.load("config/config.yaml", {"methods": {EXP: ["none", "ewc", "si", "dgr_distill"]}, "seeds": {EXP: 2}})
     est = cost.estimate(cfg, times=times)
-    # none: 10 + 30 + 20 (its mean, class); ewc: 60 in each scenario; si: the experiment's mean (100/3)
-    assert est[EXP]["runs"] == 18 and est[EXP]["kind"] == "CPU" and est[EXP]["measured"] == 3
-    assert est[EXP]["hours"] == pytest.approx(2 * (60 + 180 + 100) / 3600)
+    # none: 10 + 30 + 20 (its mean, class); ewc: 60 in each scenario; si: the experiment's mean
+    # (300/4); dgr_distill: its method class's (DGR's) 200 in each scenario
+    assert est[EXP]["runs"] == 24 and est[EXP]["kind"] == "CPU" and est[EXP]["measured"] == 4
+    assert est[EXP]["hours"] == pytest.approx(2 * (60 + 180 + 225 + 600) / 3600)
     assert est["split_cifar_si17"]["hours"] is None
     assert "not measured" in cost.summary(cfg, [], times) and "all present" in cost.summary(cfg, [], times)
     quick = config.load("config/config.yaml", {"preset": "quick"})
     assert cost.estimate(quick, times=times)[EXP]["hours"] is None
+
+
+def test_cost_reads_the_training_time_of_every_committed_run(tmp_path):
+    """Each run file gives its summed ``seconds_per_task`` and device; a rerun beside it is not a
+    run of its own, and a file without them is named."""
+    from clrepro import cost
+    run = {"experiment": EXP, "scenario": "task", "method": "dgr_distill", "method_class": "dgr",
+           "seconds_per_task": [1.5, 2.5], "provenance": {"device": "cuda:H100"}}
+    folder = tmp_path / EXP / "task" / "dgr_distill"
+    folder.mkdir(parents=True)
+    (folder / "seed0.json").write_text(json.dumps(run))
+    (folder / "seed0.rerun.json").write_text(json.dumps({**run, "seconds_per_task": [100.0]}))
+    times = cost.measured_times(tmp_path)
+    assert times.values.tolist() == [[EXP, "task", "dgr_distill", "dgr", 4.0, "cuda:H100", "GPU"]]
+    assert cost.measured_times(tmp_path / "absent").empty
+    (folder / "seed1.json").write_text(json.dumps({**run, "provenance": {}}))
+    with pytest.raises(ValueError, match=r"dgr_distill/seed1\.json"):
+        cost.measured_times(tmp_path)
 
 
 @pytest.mark.slow

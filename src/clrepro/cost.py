@@ -1,9 +1,12 @@
 """What a configuration costs to run: per experiment, its runs and the CPU- or GPU-hours of
 training they take, estimated from the training times of the committed runs of the paper preset
-(``reports/paper/runs.csv``: ``train_seconds`` and ``device`` of each run). Experiments without
-committed paper runs, and other presets, are "not measured"."""
+(``reports/paper/runs/<experiment>/<scenario>/<method>/seed<N>.json``: the sum of
+``seconds_per_task`` and the device of each run, every committed run whether the report shows it
+or not). Experiments without committed paper runs, and other presets, are "not measured"."""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -11,18 +14,25 @@ import pandas as pd
 from . import config as clconfig
 
 #: the committed results whose training times are the estimates
-MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs.csv"
+MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs"
+COLUMNS = ["experiment", "scenario", "method", "method_class", "train_seconds", "device", "kind"]
 
 
-def measured_times(path: str | Path = MEASURED) -> pd.DataFrame:
-    """experiment, scenario, method, train_seconds, device and kind ("CPU" or "GPU") of each
-    committed paper run; empty when the file is absent."""
-    cols = ["experiment", "scenario", "method", "train_seconds", "device"]
-    try:
-        runs = pd.read_csv(path, usecols=cols + ["preset"], keep_default_na=False, na_values=[""])
-    except (OSError, ValueError):
-        return pd.DataFrame(columns=cols + ["kind"])
-    runs = runs[(runs.preset == "paper") & runs.train_seconds.notna()][cols].copy()
+def measured_times(root: str | Path = MEASURED) -> pd.DataFrame:
+    """experiment, scenario, method, method_class, train_seconds, device and kind ("CPU" or "GPU")
+    of each committed paper run under ``root`` (its reruns, ``seed<N>.rerun.json``, left out);
+    empty when there are none."""
+    rows = []
+    for path in sorted(Path(root).glob("*/*/*/seed*.json")):
+        if not re.fullmatch(r"seed\d+\.json", path.name):
+            continue
+        try:
+            r = json.loads(path.read_text())
+            rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"],
+                         float(sum(r["seconds_per_task"])), r["provenance"]["device"]))
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"cost: cannot read the training time of {path}: {err!r}") from None
+    runs = pd.DataFrame(rows, columns=COLUMNS[:-1])
     runs["kind"] = ["GPU" if str(d).startswith("cuda") else "CPU" for d in runs.device]
     return runs
 
@@ -31,7 +41,8 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
     """{experiment: {"runs": n, "hours": h or None, "kind": "CPU"/"GPU"/None, "device": str or None,
     "measured": committed runs the estimate is from}} for ``runs`` (default: every run of ``cfg``).
     A run takes the mean time of the committed runs of its method and scenario on the experiment's
-    usual kind of device, else of its method, else of the experiment."""
+    usual kind of device, else of its method, else of its method class (DGR+distill: DGR), else of
+    the experiment."""
     runs = clconfig.runs(cfg) if runs is None else runs
     times = measured_times() if times is None else times
     out = {}
@@ -44,8 +55,12 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
             rows = rows[rows.kind == kind]
             by_cell = rows.groupby(["method", "scenario"]).train_seconds.mean()
             by_method = rows.groupby("method").train_seconds.mean()
+            by_class = rows.groupby("method_class").train_seconds.mean()
             overall = rows.train_seconds.mean()
-            seconds = sum(by_cell.get((r.method, r.scenario), by_method.get(r.method, overall)) for r in mine)
+            classes = {m: clconfig.resolve(cfg, clconfig.Run(name, s, m, 0))["method_class"]
+                       for m, s in {(r.method, r.scenario) for r in mine}}
+            seconds = sum(by_cell.get((r.method, r.scenario), by_method.get(r.method, by_class.get(
+                classes[r.method], overall))) for r in mine)
             entry.update(hours=seconds / 3600, kind=kind, device=rows.device.value_counts().idxmax(),
                          measured=len(rows))
         out[name] = entry
@@ -65,7 +80,7 @@ def summary(cfg: dict, todo: list[clconfig.Run] | None = None, times: pd.DataFra
     times = measured_times() if times is None else times
     full = estimate(cfg, None, times)
     now = estimate(cfg, todo, times) if todo is not None else None
-    where = ("from the training times of the committed paper runs, reports/paper/runs.csv; a GPU-hour is a "
+    where = ("from the training times of the committed paper runs, reports/paper/runs/; a GPU-hour is a "
              "training job's time on a GPU it may share with others" if cfg["preset"] == "paper" else
              f"times are measured for the paper preset only, not for {cfg['preset']!r}")
     lines = [f"clrepro: what preset {cfg['preset']!r} costs ({where}):"]
