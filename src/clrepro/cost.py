@@ -5,13 +5,13 @@ training they take, estimated from the training times of the committed runs of t
 or not). Experiments without committed paper runs, and other presets, are "not measured"."""
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from . import config as clconfig
+from .aggregate import load_results
 
 #: the committed results whose training times are the estimates
 MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs"
@@ -22,15 +22,13 @@ def measured_times(root: str | Path = MEASURED) -> pd.DataFrame:
     """experiment, scenario, method, method_class, train_seconds, device and kind ("CPU" or "GPU")
     of each committed paper run under ``root`` (its reruns, ``seed<N>.rerun.json``, left out);
     empty when there are none."""
+    paths = sorted(p for p in Path(root).glob("*/*/*/seed*.json") if re.fullmatch(r"seed\d+\.json", p.name))
     rows = []
-    for path in sorted(Path(root).glob("*/*/*/seed*.json")):
-        if not re.fullmatch(r"seed\d+\.json", path.name):
-            continue
+    for path, r in zip(paths, load_results(paths)):
         try:
-            r = json.loads(path.read_text())
             rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"],
                          float(sum(r["seconds_per_task"])), r["provenance"]["device"]))
-        except (OSError, ValueError, KeyError, TypeError) as err:
+        except (KeyError, TypeError) as err:
             raise ValueError(f"cost: cannot read the training time of {path}: {err!r}") from None
     runs = pd.DataFrame(rows, columns=COLUMNS[:-1])
     runs["kind"] = ["GPU" if str(d).startswith("cuda") else "CPU" for d in runs.device]
@@ -57,10 +55,9 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
             by_method = rows.groupby("method").train_seconds.mean()
             by_class = rows.groupby("method_class").train_seconds.mean()
             overall = rows.train_seconds.mean()
-            classes = {m: clconfig.resolve(cfg, clconfig.Run(name, s, m, 0))["method_class"]
-                       for m, s in {(r.method, r.scenario) for r in mine}}
+            entries = cfg.experiments[name]["methods"]
             seconds = sum(by_cell.get((r.method, r.scenario), by_method.get(r.method, by_class.get(
-                classes[r.method], overall))) for r in mine)
+                entries[r.method]["method"], overall))) for r in mine)
             entry.update(hours=seconds / 3600, kind=kind, device=rows.device.value_counts().idxmax(),
                          measured=len(rows))
         out[name] = entry
