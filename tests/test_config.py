@@ -436,17 +436,25 @@ def test_cost_of_a_configuration_from_the_committed_runs_times(in_repo):
 
 
 def test_cost_reads_the_training_time_of_every_committed_run(tmp_path):
-    """Each run file gives its summed ``seconds_per_task`` and device; a rerun beside it is not a
+    """Each run file gives its device and summed training time: a CPU run's CPU time where it has
+    it for every task, else its wall time, and a GPU job's wall time. A rerun beside it is not a
     run of its own, and a file without them is named."""
     from clrepro import cost
     run = {"experiment": EXP, "scenario": "task", "method": "dgr_distill", "method_class": "dgr",
-           "seconds_per_task": [1.5, 2.5], "provenance": {"device": "cuda:H100"}}
+           "seconds_per_task": [1.5, 2.5], "cpu_seconds_per_task": [1.0, 2.0], "provenance": {"device": "cuda:H100"}}
     folder = tmp_path / EXP / "task" / "dgr_distill"
     folder.mkdir(parents=True)
     (folder / "seed0.json").write_text(json.dumps(run))
     (folder / "seed0.rerun.json").write_text(json.dumps({**run, "seconds_per_task": [100.0]}))
+    cpu = {**run, "provenance": {"device": "cpu:x"}}
+    (folder / "seed1.json").write_text(json.dumps(cpu))
+    (folder / "seed2.json").write_text(json.dumps({**cpu, "cpu_seconds_per_task": [None, 2.0]}))
+    (folder / "seed3.json").write_text(json.dumps({k: v for k, v in cpu.items() if k != "cpu_seconds_per_task"}))
     times = cost.measured_times(tmp_path)
-    assert times.values.tolist() == [[EXP, "task", "dgr_distill", "dgr", 4.0, "cuda:H100", "GPU"]]
+    assert times.values.tolist() == [[EXP, "task", "dgr_distill", "dgr", 4.0, "cuda:H100", "GPU"],
+                                     [EXP, "task", "dgr_distill", "dgr", 3.0, "cpu:x", "CPU"],
+                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU"],
+                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU"]]
     assert cost.measured_times(tmp_path / "absent").empty
     (folder / "seed1.json").write_text(json.dumps({**run, "provenance": {}}))
     with pytest.raises(ValueError, match=r"dgr_distill/seed1\.json"):

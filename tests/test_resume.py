@@ -134,6 +134,31 @@ def test_resumed_inside_a_task_equals_uninterrupted(cfg, tmp_path, scenario, met
     assert folder_entries(ckpt) == ["task-04"]
 
 
+def test_cpu_time_leaves_out_the_waiting(cfg, tmp_path, monkeypatch):
+    """Per task, a run records its wall time and its process's CPU time: waiting (here a sleep in
+    every step, as a paused run or one crowded off its core waits) counts in the first only. Both
+    carry over a resumption inside a task; a checkpoint without CPU times leaves those tasks None."""
+    spec = make_spec(cfg, "task", "none", iters=10)
+    learn = train.learn
+    monkeypatch.setattr(train, "learn", lambda *a, **k: time.sleep(0.03) or learn(*a, **k))
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    with pytest.raises(train.Preempted):
+        run(spec, out, ckpt, stop_after_step=4)
+    r = run(spec, out, ckpt)
+    assert len(r["cpu_seconds_per_task"]) == 5
+    for wall, cpu in zip(r["seconds_per_task"], r["cpu_seconds_per_task"]):
+        assert 0 < cpu and wall - cpu > 0.9 * 10 * 0.03      # ten sleeps, four before the stop
+
+    shutil.rmtree(ckpt)
+    run(spec, out, ckpt, stop=1)
+    meta = json.loads((ckpt / "task-01" / "meta.json").read_text())
+    del meta["cpu_seconds"]                                   # as written before CPU times were kept
+    (ckpt / "task-01" / "meta.json").write_text(json.dumps(meta))
+    r = run(spec, out, ckpt)
+    assert r["resumed"] and r["cpu_seconds_per_task"][:2] == [None, None]
+    assert all(c > 0 for c in r["cpu_seconds_per_task"][2:])
+
+
 def test_timed_checkpoints_keep_only_the_latest(cfg, tmp_path):
     """A timer shorter than a step checkpoints after every step: still one checkpoint, nothing
     temporary, the same numbers; leftovers of a killed writer are swept on resumption."""

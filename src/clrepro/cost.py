@@ -1,8 +1,10 @@
 """What a configuration costs to run: per experiment, its runs and the CPU- or GPU-hours of
 training they take, estimated from the training times of the committed runs of the paper preset
-(``reports/paper/runs/<experiment>/<scenario>/<method>/seed<N>.json``: the sum of
-``seconds_per_task`` and the device of each run, every committed run whether the report shows it
-or not). Experiments without committed paper runs, and other presets, are "not measured"."""
+(``reports/paper/runs/<experiment>/<scenario>/<method>/seed<N>.json``, every committed run whether
+the report shows it or not): a CPU run's CPU time (``cpu_seconds_per_task``), where it has it for
+every task, else its wall time (``seconds_per_task``, which also counts the time it was paused or
+waited for a core), and a GPU run's wall time. Experiments without committed paper runs, and other
+presets, are "not measured"."""
 from __future__ import annotations
 
 import re
@@ -19,20 +21,21 @@ COLUMNS = ["experiment", "scenario", "method", "method_class", "train_seconds", 
 
 
 def measured_times(root: str | Path = MEASURED) -> pd.DataFrame:
-    """experiment, scenario, method, method_class, train_seconds, device and kind ("CPU" or "GPU")
-    of each committed paper run under ``root`` (its reruns, ``seed<N>.rerun.json``, left out);
-    empty when there are none."""
+    """experiment, scenario, method, method_class, train_seconds (CPU time where a CPU run has it,
+    else wall time), device and kind ("CPU" or "GPU") of each committed paper run under ``root``
+    (its reruns, ``seed<N>.rerun.json``, left out); empty when there are none."""
     paths = sorted(p for p in Path(root).glob("*/*/*/seed*.json") if re.fullmatch(r"seed\d+\.json", p.name))
     rows = []
     for path, r in zip(paths, load_results(paths)):
         try:
-            rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"],
-                         float(sum(r["seconds_per_task"])), r["provenance"]["device"]))
+            device, cpu = r["provenance"]["device"], r.get("cpu_seconds_per_task") or [None]
+            gpu = str(device).startswith("cuda")
+            seconds = r["seconds_per_task"] if gpu or None in cpu else cpu
+            rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"], float(sum(seconds)),
+                         device, "GPU" if gpu else "CPU"))
         except (KeyError, TypeError) as err:
             raise ValueError(f"cost: cannot read the training time of {path}: {err!r}") from None
-    runs = pd.DataFrame(rows, columns=COLUMNS[:-1])
-    runs["kind"] = ["GPU" if str(d).startswith("cuda") else "CPU" for d in runs.device]
-    return runs
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFrame | None = None) -> dict:

@@ -365,7 +365,8 @@ def steps_per_task(spec: dict, n_samples: int, task: int = 0) -> int:
 
 @dataclasses.dataclass
 class History:
-    """What a run has learnt so far: per task learnt, its row of R, mean training loss, seconds,
+    """What a run has learnt so far: per task learnt, its row of R, mean training loss, seconds
+    (wall time, and the process's CPU time: None where a checkpoint made before it was recorded),
     steps and the method's log; the untrained network's accuracies (``random_init``). The same
     record goes into every checkpoint (``meta``) and into the result (``result``)."""
 
@@ -375,28 +376,33 @@ class History:
     seconds: list[float] = dataclasses.field(default_factory=list)
     steps: list[int] = dataclasses.field(default_factory=list)
     method_log: list[dict] = dataclasses.field(default_factory=list)
+    cpu_seconds: list[float | None] = dataclasses.field(default_factory=list)
 
-    def add(self, row: list[float], loss: float, steps: int, seconds: float, method_log: dict) -> None:
+    def add(self, row: list[float], loss: float, steps: int, seconds: float, cpu_seconds: float | None,
+            method_log: dict) -> None:
         self.R.append(row)
         self.train_loss.append(loss)
         self.steps.append(steps)
         self.seconds.append(seconds)
+        self.cpu_seconds.append(cpu_seconds)
         self.method_log.append(method_log)
 
     def meta(self) -> dict:
         return {"R": self.R, "random_init": self.random_init, "train_loss": self.train_loss,
-                "seconds": self.seconds, "steps": self.steps, "method_log": self.method_log}
+                "seconds": self.seconds, "cpu_seconds": self.cpu_seconds, "steps": self.steps,
+                "method_log": self.method_log}
 
     @classmethod
     def from_meta(cls, meta: dict, spec: dict) -> History:
         rows = meta["R"]
         return cls(meta["random_init"], rows, meta["train_loss"], meta["seconds"],
                    meta.get("steps") or [spec.get("iters_per_task")] * len(rows),   # older checkpoints
-                   meta.get("method_log") or [{} for _ in rows])
+                   meta.get("method_log") or [{} for _ in rows], meta.get("cpu_seconds") or [None] * len(rows))
 
     def result(self) -> dict:
         return {"R": self.R, "random_init": self.random_init, "metrics": metrics.summary(self.R, self.random_init),
-                "train_loss": self.train_loss, "seconds_per_task": self.seconds, "steps_per_task": self.steps,
+                "train_loss": self.train_loss, "seconds_per_task": self.seconds,
+                "cpu_seconds_per_task": self.cpu_seconds, "steps_per_task": self.steps,
                 **({"method_log": self.method_log} if any(self.method_log) else {})}
 
 
@@ -480,6 +486,7 @@ class Trainer:
         method, model, B = self.method, self.model, self.spec["batch_size"]
         clip = self.spec["optimizer"].get("clip_grad_norm")
         t0 = last_save = time.perf_counter()
+        c0 = time.process_time()   # CPU time: a paused or crowded run's wall time counts the waiting too
         method.begin_task(t)
         iters = method.steps = steps_per_task(self.spec, method.sampler.size, t)
         step0, loss_sum = 0, torch.zeros((), device=self.dev)
@@ -489,6 +496,7 @@ class Trainer:
             method.load_task_state(state["task_state"])
             loss_sum = state["loop"]["loss_sum"].to(self.dev)
             t0 -= state["loop"]["seconds"]
+            c0 = None if state["loop"].get("cpu_seconds") is None else c0 - state["loop"]["cpu_seconds"]
         else:
             method.prepare(t)
             if (self.spec["optimizer"].get("reset_per_task") or method.fresh_optimizer) and t > 0:
@@ -503,12 +511,13 @@ class Trainer:
             if self.dev.type == "cpu" or step + 1 == iters or (step + 1) % 100 == 0:   # no GPU sync per step
                 _check_finite(loss_sum, self.spec, t, step)
             if step + 1 < iters and self.ckpt_dir:
-                last_save = self.checkpoint_inside(t, step + 1, loss_sum, t0, last_save)
+                last_save = self.checkpoint_inside(t, step + 1, loss_sum, t0, c0, last_save)
         if t < self.bench.n_tasks - 1 or method.scores_need_end_task:   # else it would never be used
             method.end_task(t)
         with torch.autocast(**self.amp):
             row = evaluate(model, self.bench, upto=t, scores=method.scores)
-        self.history.add(row, float(loss_sum) / iters, iters, time.perf_counter() - t0, method.task_log(t))
+        self.history.add(row, float(loss_sum) / iters, iters, time.perf_counter() - t0,
+                         None if c0 is None else time.process_time() - c0, method.task_log(t))
         log.info("task %d: loss %.4f, accuracies %s (%.1fs)", t + 1, self.history.train_loss[-1],
                  " ".join(f"{a:.4f}" for a in row), self.history.seconds[-1])
         if self.ckpt_dir:
@@ -516,20 +525,22 @@ class Trainer:
             if self.stop.received is not None:
                 raise Preempted(f"stopped after task {t}; checkpoint in {self.ckpt_dir}")
 
-    def checkpoint_inside(self, t: int, step: int, loss_sum: torch.Tensor, t0: float, last_save: float) -> float:
+    def checkpoint_inside(self, t: int, step: int, loss_sum: torch.Tensor, t0: float, c0: float | None,
+                          last_save: float) -> float:
         """A checkpoint ``step`` steps into task ``t`` when a signal, ``stop_after_step`` or the
         timer asks for one (then :class:`Preempted` for the first two); returns when the last was."""
         now = time.perf_counter()
         halt = self.stop.received is not None or (self.stop_after_step is not None and step >= self.stop_after_step)
         if not halt and (self.every is None or now - last_save < self.every):
             return last_save
-        self.checkpoint(t, step, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0})
+        self.checkpoint(t, step, {"loss_sum": loss_sum.detach().cpu(), "seconds": now - t0,
+                                  "cpu_seconds": None if c0 is None else time.process_time() - c0})
         if halt:
             raise Preempted(f"stopped at step {step} of task {t}; checkpoint in {self.ckpt_dir}")
         return now
 
     def checkpoint(self, t: int, step: int | None, loop: dict | None = None) -> None:
-        """``loop``: inside a task, the loop's own running state (loss sum, seconds so far)."""
+        """``loop``: inside a task, the loop's own running state (loss sum, wall and CPU seconds so far)."""
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "method": self.method.state_dict(), "rng": _rng_state(self.dev)}
         meta = {"task": t, "step": step, **self.identity, **self.history.meta(),
