@@ -10,8 +10,8 @@ import yaml
 from clrepro import config, notes
 from clrepro.aggregate import read_csv
 from clrepro.audit import COLUMNS
-from clrepro.report import (_banners, audit_counts, audit_view, headline, protocol_table, render, reproduce_command,
-                            seeds_held)
+from clrepro.report import (_banners, audit_counts, audit_view, headline, memory_cost_table, protocol_table, render,
+                            reproduce_command, seeds_held)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,6 +60,29 @@ def test_compact_audit_is_methods_by_scenarios_with_a_cell_per_published_number(
     assert sum(c is not None for r in view["rows"] for c in r["cells"]) == len(AUDIT)
     assert view["rows"][3]["cells"][0]["kind"] == "not-run"
 
+
+def test_the_cost_table_gives_wall_and_cpu_time_apart():
+    """Wall time and CPU time are means over seeds; a cell with one seed's run that predates CPU
+    times has none rather than the mean of the others; a runs table from before them, none at all."""
+    from clrepro.aggregate import runs_table
+
+    runs = pd.DataFrame([{"experiment": "e", "scenario": "task", "label": m, "acc": 90.0, "stored": None,
+                          "memory_bytes": None if m == "None" else 1000, "peak_rss_mb": 700.0,
+                          "train_seconds": w, "cpu_seconds": c}
+                         for m, w, c in (("None", 100.0, 80.0), ("None", 300.0, 90.0), ("DGR", 9000.0, None),
+                                         ("DGR", 7000.0, 6000.0))])
+    t = memory_cost_table(runs, "e", ["None", "DGR"]).set_index("method")
+    assert t.loc["None", "wall time (s)"] == "200" and t.loc["None", "CPU time (s)"] == "85"
+    assert t.loc["DGR", "wall time (s)"] == "8000" and t.loc["DGR", "CPU time (s)"] == "–"
+    assert (memory_cost_table(runs.drop(columns="cpu_seconds"), "e", ["None", "DGR"])["CPU time (s)"] == "–").all()
+    # the runs table sums a run's CPU time over its tasks, and has none unless every task recorded it
+    record = json.loads((REPO / "reports/quick/runs/permuted_mnist_vdv19/task/lwf_padded_summed/seed0.json").read_text())
+    row = runs_table([record]).iloc[0]
+    assert row.cpu_seconds == pytest.approx(sum(record["cpu_seconds_per_task"])) and row.cpu_seconds > 0
+    record["cpu_seconds_per_task"][1] = None
+    assert pd.isna(runs_table([record]).iloc[0].cpu_seconds)
+    del record["cpu_seconds_per_task"]
+    assert pd.isna(runs_table([record]).iloc[0].cpu_seconds)
 
 def _context(tmp_path, text, methods=("none", "ewc"), all_methods=None):
     runs = pd.DataFrame([{"experiment": "e", "scenario": "class", "method": m, "seed": s, "acc": a,

@@ -58,6 +58,8 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["batch_size"] = r["protocol"]["batch_size"]
         row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
         row["train_seconds"] = sum(r["seconds_per_task"])
+        cpu = r.get("cpu_seconds_per_task") or [None]   # None: a run that predates its recording
+        row["cpu_seconds"] = None if None in cpu else sum(cpu)
         row["stored"] = r.get("memory", {}).get("stored")
         row["memory_bytes"] = r.get("memory", {}).get("bytes")
         row["peak_rss_mb"] = r.get("peak_rss_mb")

@@ -129,17 +129,19 @@ def other_metrics_table(summary: pd.DataFrame, experiment: str, order: list[str]
 
 def memory_cost_table(runs: pd.DataFrame, experiment: str, order: list[str]) -> pd.DataFrame:
     """Per scenario and method: the memory held besides the network (``Method.memory``), the final
-    average accuracy, the training time and the process's peak RAM, as means (± SEM) over seeds."""
+    average accuracy, the training's wall time and CPU time (where every seed's run recorded it)
+    and the process's peak RAM, as means (± SEM) over seeds."""
     sub = runs[runs.experiment == experiment]
     if "memory_bytes" not in sub or sub.memory_bytes.isna().all():
         return pd.DataFrame()
     rows = []
     for (scenario, label), g in sub.groupby(["scenario", "label"], sort=False):
-        held = g.memory_bytes.fillna(0)
+        held, cpu = g.memory_bytes.fillna(0), g.get("cpu_seconds")   # runs tables before it: no CPU time
         rows.append({"scenario": scenario, "label": label, "stored": _num(g.stored.fillna(0).mean(), 0),
                      "memory held (kB)": _num(held.mean() / 1000, 1),
                      "final average accuracy (%)": f"{g.acc.mean():.2f} ± {g.acc.sem():.2f}",
-                     "training time (s)": _num(g.train_seconds.mean(), 0),
+                     "wall time (s)": _num(g.train_seconds.mean(), 0),
+                     "CPU time (s)": _num(cpu.mean() if cpu is not None and cpu.notna().all() else None, 0),
                      "peak RAM (MB)": _num(g.peak_rss_mb.mean(), 0), "seeds": len(g)})
     return _in_order(pd.DataFrame(rows), order)
 
@@ -442,8 +444,10 @@ def experiment_view(name: str, exp: dict, config: dict, preset: str, summary: pd
                           "caption": "Memory held besides the network: stored samples counted at 8 bits per "
                                      "input value (the datasets' own pixels), CRUMB's stored indices at one byte "
                                      "each and its codebook in float32. Peak RAM: the training process's "
-                                     "high-water mark, the interpreter, PyTorch and the dataset included. Means "
-                                     "over seeds."})
+                                     "high-water mark, the interpreter, PyTorch and the dataset included. Wall "
+                                     "time: the tasks' training and evaluation, time spent paused or waiting for "
+                                     "a core beside other jobs included; CPU time: the training process's own "
+                                     "(– where a seed's run predates its recording). Means over seeds."})
     authors = reference_runs_table(reference, runs, name, names)
     if len(authors):
         tables.append({"title": "The authors' released code, run here", "open": False,
