@@ -416,19 +416,25 @@ def test_a_presets_choices_are_validated(cfg_copy):
 def test_cost_of_a_configuration_from_the_committed_runs_times(in_repo):
     """Per experiment: its runs, and the hours they take at the mean time of the committed runs of
     the same method and scenario (else of the method, else of its method class, else of the
-    experiment) on its usual device; "not measured" without committed runs or for another preset."""
+    experiment) on its usual device, over the CPU-timed runs among them where there are any; "not
+    measured" without committed runs or for another preset."""
     import pandas as pd
     from clrepro import cost
     times = pd.DataFrame([(EXP, "task", "none", "none", 10.0, "cpu:x"), (EXP, "domain", "none", "none", 30.0, "cpu:x"),
                           (EXP, "task", "ewc", "ewc", 60.0, "cpu:x"), (EXP, "task", "ewc", "ewc", 1.0, "cuda:y"),
-                          (EXP, "task", "dgr", "dgr", 200.0, "cpu:x")], columns=cost.COLUMNS[:-1])
+                          (EXP, "task", "dgr", "dgr", 200.0, "cpu:x"), (EXP, "task", "dgr", "dgr", 500.0, "cpu:x")],
+                         columns=cost.COLUMNS[:-2])
     times["kind"] = ["GPU" if d.startswith("cuda") else "CPU" for d in times.device]
+    times["clock"] = ["cpu"] * 3 + ["wall", "cpu", "wall"]   # the second DGR run: a wall time
     cfg = config.load("config/config.yaml", {"methods": {EXP: ["none", "ewc", "si", "dgr_distill"]}, "seeds": {EXP: 2}})
     est = cost.estimate(cfg, times=times)
-    # none: 10 + 30 + 20 (its mean, class); ewc: 60 in each scenario; si: the experiment's mean
-    # (300/4); dgr_distill: its method class's (DGR's) 200 in each scenario
-    assert est[EXP]["runs"] == 24 and est[EXP]["kind"] == "CPU" and est[EXP]["measured"] == 4
+    # none: 10 + 30 + 20 (its mean, class); ewc: 60 in each scenario; si: the experiment's mean over
+    # its CPU-timed runs (300/4); dgr_distill: its method class's (DGR's) CPU-timed 200 in each scenario
+    assert est[EXP]["runs"] == 24 and est[EXP]["kind"] == "CPU" and est[EXP]["measured"] == 5
     assert est[EXP]["hours"] == pytest.approx(2 * (60 + 180 + 225 + 600) / 3600)
+    # without CPU times, the wall times count: si at (10 + 30 + 60 + 200 + 500)/5, dgr_distill at 350
+    walls = cost.estimate(cfg, times=times.assign(clock="wall"))
+    assert walls[EXP]["hours"] == pytest.approx(2 * (60 + 180 + 3 * 160 + 3 * 350) / 3600)
     assert est["split_cifar_si17"]["hours"] is None
     assert "not measured" in cost.summary(cfg, [], times) and "all present" in cost.summary(cfg, [], times)
     quick = config.load("config/config.yaml", {"preset": "quick"})
@@ -451,10 +457,10 @@ def test_cost_reads_the_training_time_of_every_committed_run(tmp_path):
     (folder / "seed2.json").write_text(json.dumps({**cpu, "cpu_seconds_per_task": [None, 2.0]}))
     (folder / "seed3.json").write_text(json.dumps({k: v for k, v in cpu.items() if k != "cpu_seconds_per_task"}))
     times = cost.measured_times(tmp_path)
-    assert times.values.tolist() == [[EXP, "task", "dgr_distill", "dgr", 4.0, "cuda:H100", "GPU"],
-                                     [EXP, "task", "dgr_distill", "dgr", 3.0, "cpu:x", "CPU"],
-                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU"],
-                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU"]]
+    assert times.values.tolist() == [[EXP, "task", "dgr_distill", "dgr", 4.0, "cuda:H100", "GPU", "wall"],
+                                     [EXP, "task", "dgr_distill", "dgr", 3.0, "cpu:x", "CPU", "cpu"],
+                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU", "wall"],
+                                     [EXP, "task", "dgr_distill", "dgr", 4.0, "cpu:x", "CPU", "wall"]]
     assert cost.measured_times(tmp_path / "absent").empty
     (folder / "seed1.json").write_text(json.dumps({**run, "provenance": {}}))
     with pytest.raises(ValueError, match=r"dgr_distill/seed1\.json"):

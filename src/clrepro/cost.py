@@ -3,7 +3,8 @@ training they take, estimated from the training times of the committed runs of t
 (``reports/paper/runs/<experiment>/<scenario>/<method>/seed<N>.json``, every committed run whether
 the report shows it or not): a CPU run's CPU time (``cpu_seconds_per_task``), where it has it for
 every task, else its wall time (``seconds_per_task``, which also counts the time it was paused or
-waited for a core), and a GPU run's wall time. Experiments without committed paper runs, and other
+waited for a core), and a GPU run's wall time; where some of a cell's CPU runs have CPU times, the
+estimate uses only those. Experiments without committed paper runs, and other
 presets, are "not measured"."""
 from __future__ import annotations
 
@@ -17,25 +18,35 @@ from .aggregate import load_results
 
 #: the committed results whose training times are the estimates
 MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs"
-COLUMNS = ["experiment", "scenario", "method", "method_class", "train_seconds", "device", "kind"]
+COLUMNS = ["experiment", "scenario", "method", "method_class", "train_seconds", "device", "kind", "clock"]
 
 
 def measured_times(root: str | Path = MEASURED) -> pd.DataFrame:
     """experiment, scenario, method, method_class, train_seconds (CPU time where a CPU run has it,
-    else wall time), device and kind ("CPU" or "GPU") of each committed paper run under ``root``
-    (its reruns, ``seed<N>.rerun.json``, left out); empty when there are none."""
+    else wall time), device, kind ("CPU" or "GPU") and clock ("cpu" or "wall": which time
+    train_seconds is) of each committed paper run under ``root`` (its reruns,
+    ``seed<N>.rerun.json``, left out); empty when there are none."""
     paths = sorted(p for p in Path(root).glob("*/*/*/seed*.json") if re.fullmatch(r"seed\d+\.json", p.name))
     rows = []
     for path, r in zip(paths, load_results(paths)):
         try:
             device, cpu = r["provenance"]["device"], r.get("cpu_seconds_per_task") or [None]
             gpu = str(device).startswith("cuda")
-            seconds = r["seconds_per_task"] if gpu or None in cpu else cpu
-            rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"], float(sum(seconds)),
-                         device, "GPU" if gpu else "CPU"))
+            wall = gpu or None in cpu
+            rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"],
+                         float(sum(r["seconds_per_task"] if wall else cpu)), device, "GPU" if gpu else "CPU",
+                         "wall" if wall else "cpu"))
         except (KeyError, TypeError) as err:
             raise ValueError(f"cost: cannot read the training time of {path}: {err!r}") from None
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _mean_seconds(rows: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Mean train_seconds per group of ``keys``, over the group's CPU-timed runs where it has any
+    (a wall time also counts the time a run was paused or waited for a core)."""
+    cpu = rows.clock.eq("cpu")
+    keep = cpu | ~cpu.groupby([rows[k] for k in keys]).transform("any")
+    return rows[keep].groupby(keys).train_seconds.mean()
 
 
 def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFrame | None = None) -> dict:
@@ -43,7 +54,7 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
     "measured": committed runs the estimate is from}} for ``runs`` (default: every run of ``cfg``).
     A run takes the mean time of the committed runs of its method and scenario on the experiment's
     usual kind of device, else of its method, else of its method class (DGR+distill: DGR), else of
-    the experiment."""
+    the experiment; each mean is over the CPU-timed runs among them where there are any."""
     runs = clconfig.runs(cfg) if runs is None else runs
     times = measured_times() if times is None else times
     out = {}
@@ -54,10 +65,10 @@ def estimate(cfg: dict, runs: list[clconfig.Run] | None = None, times: pd.DataFr
         if cfg["preset"] == "paper" and len(rows):
             kind = rows.kind.value_counts().idxmax()
             rows = rows[rows.kind == kind]
-            by_cell = rows.groupby(["method", "scenario"]).train_seconds.mean()
-            by_method = rows.groupby("method").train_seconds.mean()
-            by_class = rows.groupby("method_class").train_seconds.mean()
-            overall = rows.train_seconds.mean()
+            by_cell = _mean_seconds(rows, ["method", "scenario"])
+            by_method = _mean_seconds(rows, ["method"])
+            by_class = _mean_seconds(rows, ["method_class"])
+            overall = _mean_seconds(rows, ["experiment"]).iloc[0]
             entries = cfg.experiments[name]["methods"]
             seconds = sum(by_cell.get((r.method, r.scenario), by_method.get(r.method, by_class.get(
                 entries[r.method]["method"], overall))) for r in mine)
