@@ -35,6 +35,13 @@ def load_results(paths) -> list[dict]:
     return out
 
 
+def cpu_seconds(r: dict) -> float | None:
+    """A run's training CPU time: the sum of ``cpu_seconds_per_task``, or None where a task lacks it
+    (a run resumed from a checkpoint written before CPU times were kept) or the run predates it."""
+    cpu = r.get("cpu_seconds_per_task") or [None]
+    return None if None in cpu else float(sum(cpu))
+
+
 def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     rows = []
     code = stale.statuses(results)
@@ -58,8 +65,7 @@ def runs_table(results: list[dict], labels: dict[tuple[str, str], str] | None = 
         row["batch_size"] = r["protocol"]["batch_size"]
         row["model"] = json.dumps(r["protocol"]["model"], sort_keys=True)
         row["train_seconds"] = sum(r["seconds_per_task"])
-        cpu = r.get("cpu_seconds_per_task") or [None]   # None: a run that predates its recording
-        row["cpu_seconds"] = None if None in cpu else sum(cpu)
+        row["cpu_seconds"] = cpu_seconds(r)
         row["stored"] = r.get("memory", {}).get("stored")
         row["memory_bytes"] = r.get("memory", {}).get("bytes")
         row["peak_rss_mb"] = r.get("peak_rss_mb")

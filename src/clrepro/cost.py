@@ -4,8 +4,8 @@ training they take, estimated from the training times of the committed runs of t
 the report shows it or not): a CPU run's CPU time (``cpu_seconds_per_task``), where it has it for
 every task, else its wall time (``seconds_per_task``, which also counts the time it was paused or
 waited for a core), and a GPU run's wall time; where some of a cell's CPU runs have CPU times, the
-estimate uses only those. Experiments without committed paper runs, and other
-presets, are "not measured"."""
+estimate uses only those. Experiments without committed paper runs, and other presets, are "not
+measured"."""
 from __future__ import annotations
 
 import re
@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import config as clconfig
-from .aggregate import load_results
+from .aggregate import cpu_seconds, load_results
 
 #: the committed results whose training times are the estimates
 MEASURED = Path(__file__).resolve().parents[2] / "reports" / "paper" / "runs"
@@ -30,11 +30,11 @@ def measured_times(root: str | Path = MEASURED) -> pd.DataFrame:
     rows = []
     for path, r in zip(paths, load_results(paths)):
         try:
-            device, cpu = r["provenance"]["device"], r.get("cpu_seconds_per_task") or [None]
+            device, cpu = r["provenance"]["device"], cpu_seconds(r)
             gpu = str(device).startswith("cuda")
-            wall = gpu or None in cpu
+            wall = gpu or cpu is None
             rows.append((r["experiment"], r["scenario"], r["method"], r["method_class"],
-                         float(sum(r["seconds_per_task"] if wall else cpu)), device, "GPU" if gpu else "CPU",
+                         float(sum(r["seconds_per_task"])) if wall else cpu, device, "GPU" if gpu else "CPU",
                          "wall" if wall else "cpu"))
         except (KeyError, TypeError) as err:
             raise ValueError(f"cost: cannot read the training time of {path}: {err!r}") from None
