@@ -273,7 +273,8 @@ def test_a_job_outlives_no_dead_worker(cfg, tmp_path):
 def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     """The real signal: ``clrepro train`` gets SIGTERM in the middle of training, saves a
     checkpoint, exits with 143; the retry finishes with the numbers of an uninterrupted run. The
-    same through a worker: the job's ``clrepro train`` passes the signal to the forked job."""
+    same through a worker: the job's ``clrepro train`` passes the signal to the forked job. The
+    checkpoint folder's ``train.log`` keeps both attempts' logs, in order."""
     env = os.environ | (request.getfixturevalue("worker")[0] if via == "worker" else {})
     spec = make_spec(cfg, "class", "si", iters=400)
     full = run(spec, tmp_path / "full.json")
@@ -284,10 +285,16 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     err = proc.communicate(timeout=120)[1]
     assert proc.returncode == 143, err
     assert "received SIGTERM" in err and not out.exists()
-    (left,) = folder_entries(ckpt)
-    assert left.startswith("task-0")
-    resumed = run(spec, out, ckpt)
+    left, log = folder_entries(ckpt)
+    assert left.startswith("task-0") and log == "train.log"
+    subprocess.run(train_command(spec, out, ckpt), env=env, check=True, capture_output=True, timeout=300)
+    resumed = json.loads(out.read_text())
     assert resumed["resumed"] is True
+    lines = (ckpt / "train.log").read_text().splitlines()
+    said = [next(i for i, line in enumerate(lines) if text in line) for text in
+            ("received SIGTERM", "resuming ", "task 5:")]
+    starts = [i for i, line in enumerate(lines) if f"clrepro train --out {out}" in line]
+    assert len(starts) == 2 and starts[0] < said[0] < starts[1] < said[1] < said[2], lines
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
     assert resumed.get("method_log") == full.get("method_log")
 
@@ -616,7 +623,7 @@ def test_ctrl_c_checkpoints_and_says_how_to_resume(cfg, tmp_path):
     assert proc.returncode == train.Preempted.exit_code, err
     assert "received SIGINT" in err and f"checkpointed in {ckpt}; rerun the same command to resume" in err, err
     assert not out.exists()
-    (left,) = folder_entries(ckpt)
+    left, _ = folder_entries(ckpt)
     assert left.startswith("task-0")
 
 

@@ -13,6 +13,8 @@ DEFAULT_CONFIG = "config/config.yaml"
 #: the configuration file every command's --config defaults to when set (a workflow's jobs: the
 #: workflow's configuration with its --config overrides, written once by the DAG)
 CONFIG_ENV = "CLREPRO_CONFIG"
+LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+TRAIN_LOG = "train.log"   # in a checkpoint folder: every attempt's log (``clrepro train --checkpoints``)
 OFFLINE_HINT = ("to work offline, set CLREPRO_DATA_MIRROR=<a folder with the official files> "
                 "(see the README, \"Offline mirror\")")
 
@@ -102,6 +104,8 @@ def _train_run(a):
         spec = config.resolve(cfg, config.Run(a.experiment, a.scenario, a.method, a.seed))
     if a.data_root:   # where the data live is not part of the spec (the workflow passes it apart)
         spec["data"] = dict(spec["data"], root=a.data_root)
+    if a.checkpoints:
+        _log_attempts(Path(a.checkpoints), a.out)
     try:
         train.run(spec, a.out, a.checkpoints, a.device, a.threads, a.stop_after_task,
                   a.checkpoint_every, a.stop_after_step, a.precision, a.adam, a.denormals)
@@ -110,6 +114,17 @@ def _train_run(a):
         print(f"clrepro train: interrupted ({when}): checkpointed in {a.checkpoints}; rerun the same command to "
               f"resume", file=sys.stderr)
         sys.exit(train.Preempted.exit_code)
+
+
+def _log_attempts(folder: Path, out: str) -> None:
+    """Append this attempt's log to ``<checkpoints>/train.log`` too: a workflow job's log holds its
+    last attempt only (Snakemake empties it before each), the checkpoint folder keeps them all,
+    from the first to the one that finished, the interrupted ones included."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(folder / TRAIN_LOG, mode="a")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("clrepro.cli").info("clrepro train --out %s (pid %d on %s)", out, os.getpid(), os.uname().nodename)
 
 
 def _experiments(a) -> dict:
@@ -382,8 +397,7 @@ def main(argv=None) -> None:
         if code is not None:
             sys.exit(code)
     a = parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
     try:
         a.fn(a)
     except (ValueError, KeyError, FileNotFoundError, RuntimeError) as err:
