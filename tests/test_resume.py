@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clrepro import config, data, train
+from clrepro import cli, config, data, train
 from clrepro import worker as warm
 from clrepro.methods import REGISTRY
 from clrepro.methods.base import defaults
@@ -286,15 +286,15 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     assert proc.returncode == 143, err
     assert "received SIGTERM" in err and not out.exists()
     left, log = folder_entries(ckpt)
-    assert left.startswith("task-0") and log == "train.log"
+    assert left.startswith("task-0") and log == cli.TRAIN_LOG
     subprocess.run(train_command(spec, out, ckpt), env=env, check=True, capture_output=True, timeout=300)
     resumed = json.loads(out.read_text())
     assert resumed["resumed"] is True
-    lines = (ckpt / "train.log").read_text().splitlines()
+    lines = (ckpt / cli.TRAIN_LOG).read_text().splitlines()
     said = [next(i for i, line in enumerate(lines) if text in line) for text in
-            ("received SIGTERM", "resuming ", "task 5:")]
+            ("received SIGTERM", f"checkpointed in {ckpt}", "resuming ", "task 5:")]
     starts = [i for i, line in enumerate(lines) if f"clrepro train --out {out}" in line]
-    assert len(starts) == 2 and starts[0] < said[0] < starts[1] < said[1] < said[2], lines
+    assert len(starts) == 2 and starts[0] < said[0] < said[1] < starts[1] < said[2] < said[3], lines
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
     assert resumed.get("method_log") == full.get("method_log")
 

@@ -14,6 +14,7 @@ DEFAULT_CONFIG = "config/config.yaml"
 #: workflow's configuration with its --config overrides, written once by the DAG)
 CONFIG_ENV = "CLREPRO_CONFIG"
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+log = logging.getLogger("clrepro.cli")
 TRAIN_LOG = "train.log"   # in a checkpoint folder: every attempt's log (``clrepro train --checkpoints``)
 OFFLINE_HINT = ("to work offline, set CLREPRO_DATA_MIRROR=<a folder with the official files> "
                 "(see the README, \"Offline mirror\")")
@@ -42,10 +43,10 @@ def _download(a):
     term = sys.stderr
     if a.log:   # this process's output, torchvision's included, goes to the log; stderr stays for the message
         Path(a.log).parent.mkdir(parents=True, exist_ok=True)
-        log = open(a.log, "w")
+        logfile = open(a.log, "w")
         term = os.fdopen(os.dup(2), "w")
         for fd in (1, 2):
-            os.dup2(log.fileno(), fd)
+            os.dup2(logfile.fileno(), fd)
     mirror = os.environ.get(data.MIRROR_ENV) or a.mirror or None
     source = f"the data mirror {mirror}" if mirror else "the official mirrors"
     status = {"dataset": a.dataset, "root": a.root, "source": source}
@@ -90,8 +91,7 @@ def _train(a):
     except KeyboardInterrupt as stop:
         latest = (f"it resumes from the latest checkpoint in {a.checkpoints}, if there is one"
                   if a.checkpoints else "it starts again (no checkpoint folder)")
-        print(f"clrepro train: interrupted before a checkpoint could be written; rerun the same command: "
-              f"{latest}", file=sys.stderr)
+        log.warning("interrupted before a checkpoint could be written; rerun the same command: %s", latest)
         sys.exit(143 if stop.args == ("SIGTERM",) else 130)
 
 
@@ -111,8 +111,7 @@ def _train_run(a):
                   a.checkpoint_every, a.stop_after_step, a.precision, a.adam, a.denormals)
     except train.Preempted as stop:
         when = str(stop).split("; checkpoint in")[0]
-        print(f"clrepro train: interrupted ({when}): checkpointed in {a.checkpoints}; rerun the same command to "
-              f"resume", file=sys.stderr)
+        log.warning("interrupted (%s): checkpointed in %s; rerun the same command to resume", when, a.checkpoints)
         sys.exit(train.Preempted.exit_code)
 
 
@@ -124,7 +123,7 @@ def _log_attempts(folder: Path, out: str) -> None:
     handler = logging.FileHandler(folder / TRAIN_LOG, mode="a")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
-    logging.getLogger("clrepro.cli").info("clrepro train --out %s (pid %d on %s)", out, os.getpid(), os.uname().nodename)
+    log.info("clrepro train --out %s (pid %d on %s)", out, os.getpid(), os.uname().nodename)
 
 
 def _experiments(a) -> dict:
