@@ -292,11 +292,37 @@ def test_sigterm_checkpoints_and_exits_for_a_retry(cfg, tmp_path, via, request):
     assert resumed["resumed"] is True
     lines = (ckpt / cli.TRAIN_LOG).read_text().splitlines()
     said = [next(i for i, line in enumerate(lines) if text in line) for text in
-            ("received SIGTERM", f"checkpointed in {ckpt}", "resuming ", "task 5:")]
-    starts = [i for i, line in enumerate(lines) if f"clrepro train --out {out}" in line]
-    assert len(starts) == 2 and starts[0] < said[0] < said[1] < starts[1] < said[2] < said[3], lines
+            ("received SIGTERM", f"checkpointed in {ckpt}", "resuming ", "task 5:", f"finished: {out}")]
+    starts = [i for i, line in enumerate(lines) if f"{cli.ATTEMPT} {out}" in line]
+    assert len(starts) == 2 and starts[0] < said[0] < said[1] < starts[1] < said[2] < said[3] < said[4], lines
+    assert not any("no closing record" in line for line in lines)
     assert resumed["R"] == full["R"] and resumed["train_loss"] == full["train_loss"]
     assert resumed.get("method_log") == full.get("method_log")
+
+
+def test_train_log_names_a_killed_attempt_and_keeps_a_failed_one(cfg, tmp_path):
+    """An attempt killed outright (SIGKILL) writes no closing record: the next attempt names it and
+    its last record. A failed attempt closes with its error in ``train.log``, which stderr shows
+    once (as ``clrepro train: error:``); the attempt after it has nothing to report."""
+    spec = make_spec(cfg, "class", "si", iters=400)
+    ckpt, out = tmp_path / "ckpt", tmp_path / "r.json"
+    proc = subprocess.Popen(train_command(spec, out, ckpt), stderr=subprocess.DEVNULL)
+    await_checkpoint(ckpt, "task-00*", proc)
+    proc.kill()
+    proc.wait()
+    killed_last = (ckpt / cli.TRAIN_LOG).read_text().splitlines()[-1]
+    failed = subprocess.run(train_command(spec, out, ckpt) + ["--adam", "fused"], capture_output=True, text=True,
+                            timeout=120)
+    assert failed.returncode == 2 and failed.stderr.count("Adam's foreach kernel") == 1, failed.stderr
+    subprocess.run(train_command(spec, out, ckpt), check=True, capture_output=True, timeout=300)
+    lines = (ckpt / cli.TRAIN_LOG).read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if f"{cli.ATTEMPT} {out}" in line]
+    unclosed = [i for i, line in enumerate(lines) if "left no closing record" in line]
+    assert len(starts) == 3 and unclosed == [starts[1] + 1], lines
+    assert lines[unclosed[0]].endswith(f"its last record: {killed_last}") and lines[starts[1] - 1] == killed_last
+    closing = [i for i, line in enumerate(lines) if f"{cli.attempts.name} ERROR failed: ValueError: adam:" in line]
+    assert len(closing) == 1 and starts[1] < closing[0] < starts[2], lines
+    assert lines[-1].endswith(f"finished: {out}")
 
 
 def test_a_killed_client_stops_its_job_with_a_checkpoint(cfg, tmp_path, worker):

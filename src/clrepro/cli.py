@@ -16,6 +16,11 @@ CONFIG_ENV = "CLREPRO_CONFIG"
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 log = logging.getLogger("clrepro.cli")
 TRAIN_LOG = "train.log"   # in a checkpoint folder: every attempt's log (``clrepro train --checkpoints``)
+ATTEMPT = "clrepro train --out"   # an attempt's first record in TRAIN_LOG; its last begins with one of:
+CLOSINGS = ("finished: ", "interrupted ", "failed: ")
+attempts = logging.getLogger("clrepro.attempt")   # records for TRAIN_LOG alone (main() prints errors)
+attempts.propagate = False
+attempts.addHandler(logging.NullHandler())   # without --checkpoints: nowhere (not logging's last resort)
 OFFLINE_HINT = ("to work offline, set CLREPRO_DATA_MIRROR=<a folder with the official files> "
                 "(see the README, \"Offline mirror\")")
 
@@ -113,17 +118,43 @@ def _train_run(a):
         when = str(stop).split("; checkpoint in")[0]
         log.warning("interrupted (%s): checkpointed in %s; rerun the same command to resume", when, a.checkpoints)
         sys.exit(train.Preempted.exit_code)
+    except Exception as err:   # main() says it on stderr; train.log keeps it for the attempts after
+        attempts.error("failed: %s: %s", type(err).__name__, err)
+        raise
+    log.info("finished: %s", a.out)
 
 
 def _log_attempts(folder: Path, out: str) -> None:
     """Append this attempt's log to ``<checkpoints>/train.log`` too: a workflow job's log holds its
     last attempt only (Snakemake empties it before each), the checkpoint folder keeps them all,
-    from the first to the one that finished, the interrupted ones included."""
+    from the first to the one that finished, the interrupted and failed ones included. An attempt
+    ends with a closing record (``CLOSINGS``); one killed outright cannot write it, so the next
+    attempt says so, with the killed one's last record."""
     folder.mkdir(parents=True, exist_ok=True)
+    unclosed = _unclosed_attempt(folder / TRAIN_LOG)
     handler = logging.FileHandler(folder / TRAIN_LOG, mode="a")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     logging.getLogger().addHandler(handler)
-    log.info("clrepro train --out %s (pid %d on %s)", out, os.getpid(), os.uname().nodename)
+    attempts.addHandler(handler)
+    log.info("%s %s (pid %d on %s)", ATTEMPT, out, os.getpid(), os.uname().nodename)
+    if unclosed:
+        log.warning("the previous attempt, begun %s, left no closing record: it was killed outright (SIGKILL, "
+                    "out of memory, or its machine stopped); its last record: %s", *unclosed)
+
+
+def _unclosed_attempt(logfile: Path) -> tuple[str, str] | None:
+    """When the latest attempt in ``logfile`` has no closing record: when it began and its last line."""
+    try:
+        lines = logfile.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    begun = [i for i, line in enumerate(lines) if f" {log.name} INFO {ATTEMPT} " in line]
+    if not begun:
+        return None
+    attempt = [line.split(" ", 4) for line in lines[begun[-1]:]]
+    if any(len(f) == 5 and f[2] in (log.name, attempts.name) and f[4].startswith(CLOSINGS) for f in attempt):
+        return None
+    return " ".join(attempt[0][:2]), lines[-1]
 
 
 def _experiments(a) -> dict:
