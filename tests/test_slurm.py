@@ -66,7 +66,7 @@ def test_quick_dag_through_slurm_to_the_report(tiny_mnist, tmp_path):
                         {"seeds": 2, "iters_per_task": 15, "batch_size": 32, "model": {"type": "mlp", "hidden": [32]}},
                         methods=["none", "si", "lwf"], scenarios=["task", "class"])
     profile = slurm_profile(tmp_path / "profile", info["partition"], info["account"])
-    proc = snakemake(work, "--profile", str(profile), timeout=600)
+    proc = snakemake(work, "--profile", str(profile))
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-6000:]
 
     out = work / "reports" / "test"
