@@ -169,6 +169,21 @@ def test_a_note_on_a_method_left_out_of_the_report_is_dropped_and_said(tmp_path)
         notes.render(path, ctx, "paper")
 
 
+def test_a_macro_paragraph_defines_a_sentence_for_the_paragraphs_after_it(tmp_path):
+    path, ctx = _context(tmp_path, "{% macro cell(m, name) -%}\n{{ name }} ends at {{ ours.class[m].mean|f(1) }}"
+                                   "{% if caller is defined %}: {{ caller() }}{% endif %}.\n{%- endmacro %}\n\n"
+                                   "{{ cell('ewc', 'EWC') }}\n\n{% call cell('none', 'None') %}"
+                                   "runs {{ ours.class.none.range }}{% endcall %}\n\n{{ cell('si', 'SI') }}\n",
+                         all_methods=("none", "ewc", "si"))
+    page = notes.render(path, ctx, "paper")
+    # the macro paragraph renders nothing; a call leaving a method out drops its own paragraph only
+    assert page.html == "<p>EWC ends at 22.0.</p>\n<p>None ends at 22.0: runs 20.0–24.0.</p>\n"
+    assert page.left_out == ("si (class)",)
+    path.write_text("{% macro cell() %}x{% endmacro %} stray words\n")
+    with pytest.raises(notes.NoteError, match="line 1: a macro paragraph holds text outside its macros"):
+        notes.render(path, ctx, "paper")
+
+
 def test_the_committed_notes_render_against_the_committed_results(tmp_path):
     """Every number in config/notes/*.md has a value in reports/paper (else a stale note), and the
     committed paper report renders (its headline, one compact audit cell per published number)."""

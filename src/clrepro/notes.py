@@ -28,6 +28,11 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
   its methods); ``{{ seeds_configured }}``: in the experiment file; ``{{ runs }}``,
   ``{{ train_hours }}``: this experiment's runs and their training time.
 
+A paragraph of nothing but ``{% macro name(...) %}…{% endmacro %}`` definitions (no blank line
+inside) renders nothing and makes its macros callable in the paragraphs after it, so that cells
+described alike share one sentence pattern: ``{{ name(...) }}``, or ``{% call name(...) %}text{%
+endcall %}`` to pass a paragraph's own words in as ``caller()``.
+
 ``{{ x|f(1) }}`` formats a number with one decimal. A placeholder without a value (a method, target
 or metric the experiment does not have) fails the render with :class:`NoteError`, naming the file
 and line. A paragraph about a method that is configured but not in this report (``--config
@@ -292,12 +297,26 @@ def _blocks(text: str, first_line: int) -> list[tuple[int, str]]:
     return out
 
 
+_MACROS = re.compile(r"\s*\{%-?\s*macro\b")
+
+
+def _define(module, variables: dict) -> None:
+    """Add a macro paragraph's macros to ``variables``; any text outside them is an error."""
+    if str(module).strip():
+        raise NoteError(f"a macro paragraph holds text outside its macros: {str(module).strip()[:60]!r}")
+    variables.update({name: getattr(module, name) for name in module.__dict__
+                      if not name.startswith("_") and isinstance(getattr(module, name), jinja2.runtime.Macro)})
+
+
 def _render_blocks(env: jinja2.Environment, path: Path, text: str, first_line: int, variables: dict,
                    left_out: list[str]) -> str:
     md = MarkdownIt("commonmark").enable("table")
     html = []
     for line, block in _blocks(text, first_line):
         try:
+            if _MACROS.match(block):
+                _define(env.from_string(block).make_module(variables), variables)
+                continue
             html.append(md.render(env.from_string(block).render(variables)))
         except NotInReport as e:
             left_out.append(str(e))
