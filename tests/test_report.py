@@ -179,6 +179,8 @@ def test_a_macro_paragraph_defines_a_sentence_for_the_paragraphs_after_it(tmp_pa
     # the macro paragraph renders nothing; a call leaving a method out drops its own paragraph only
     assert page.html == "<p>EWC ends at 22.0.</p>\n<p>None ends at 22.0: runs 20.0–24.0.</p>\n"
     assert page.left_out == ("si (class)",)
+    path.write_text("{% macro cell() %}x{% endmacro %}\n\n## Paper scale\n\n{{ cell() }}\n")    # across sections
+    assert notes.render_plain(path, "paper") == notes.render(path, ctx, "paper").html == "<p>x</p>\n"
     path.write_text("{% macro cell() %}x{% endmacro %} stray words\n")
     with pytest.raises(notes.NoteError, match="line 1: a macro paragraph holds text outside its macros"):
         notes.render(path, ctx, "paper")

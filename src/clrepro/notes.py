@@ -370,8 +370,8 @@ def render(path: Path, context: Context, preset: str) -> Notes:
 
 def render_plain(path: Path, preset: str) -> str:
     """A note file without values to fill in (a simulation's)."""
-    path = Path(path)
-    return "".join(_render_blocks(_environment(), path, text, line, {}, [])
+    path, env, variables = Path(path), _environment(), {}
+    return "".join(_render_blocks(env, path, text, line, variables, [])
                    for heading, line, text in _sections(path, path.read_text()) if not heading or preset == "paper")
 
 
