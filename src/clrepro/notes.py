@@ -26,7 +26,8 @@ Placeholders (``scenario``: task, domain or class; ``method``: a key of the expe
   its devices ("none" if there are none);
 - ``{{ seeds }}``: seeds per method in this report (a number, or where they differ each number with
   its methods); ``{{ seeds_configured }}``: in the experiment file; ``{{ runs }}``,
-  ``{{ train_hours }}``: this experiment's runs and their training time.
+  ``{{ train_hours }}``: this experiment's runs and their training time; ``{{ scenario_titles[sc] }}``:
+  "Task-IL", "Domain-IL" or "Class-IL".
 
 A paragraph of nothing but ``{% macro name(...) %}…{% endmacro %}`` definitions (no blank line
 inside) renders nothing and makes its macros callable in the paragraphs after it, so that cells
@@ -268,7 +269,7 @@ class Context:
         return {"ours": self.ours(), "metric": self.metric, "log": self.log, "published": self.published(),
                 "audit": self.audit(), "reference": self.reference(), "authors": self.authors,
                 "versus_authors": self.versus_authors, "welch": welch, "devices": self.devices,
-                "seeds": self.seeds,
+                "seeds": self.seeds, "scenario_titles": SCENARIO_TITLES,
                 "seeds_configured": self.exp.seeds_in_file or self.seeds,
                 "runs": len(self.runs_df), "train_hours": float(train.sum()) / 3600}
 
@@ -304,8 +305,7 @@ def _define(module, variables: dict) -> None:
     """Add a macro paragraph's macros to ``variables``; any text outside them is an error."""
     if str(module).strip():
         raise NoteError(f"a macro paragraph holds text outside its macros: {str(module).strip()[:60]!r}")
-    variables.update({name: getattr(module, name) for name in module.__dict__
-                      if not name.startswith("_") and isinstance(getattr(module, name), jinja2.runtime.Macro)})
+    variables.update({name: v for name, v in vars(module).items() if isinstance(v, jinja2.runtime.Macro)})
 
 
 def _render_blocks(env: jinja2.Environment, path: Path, text: str, first_line: int, variables: dict,
