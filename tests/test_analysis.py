@@ -186,7 +186,8 @@ def test_bars_of_methods_beyond_ten_are_hatched_like_their_dashed_lines(draw, mo
 
 
 def test_the_bar_figure_says_where_a_method_without_a_bar_is_defined(monkeypatch, tmp_path):
-    # XdG is defined in Task-IL only: its empty Class-IL slot says so; LwF could run there but did not
+    # XdG is defined in Task-IL only: its empty Class-IL slot says so; LwF could run there but did not,
+    # or (given ``selected``) this report gives it no Class-IL seeds
     summary = pd.DataFrame({"metric": "acc", "scenario": ["task", "task", "task", "class"],
                             "label": ["None", "XdG", "LwF", "None"], "mean": 50.0, "sem": 1.0})
     audit = pd.DataFrame(columns=["metric", "published", "published_sem", "our_scenario", "label"])
@@ -196,6 +197,11 @@ def test_the_bar_figure_says_where_a_method_without_a_bar_is_defined(monkeypatch
     figures.final_accuracy(summary, audit, "t", tmp_path / "f.png", ["None", "XdG", "LwF"], defined=defined)
     task, cls = [[t.get_text() for t in ax.texts] for ax in drawn[0].axes if ax.patches]
     assert task == [] and cls == ["Task-IL only", "not run"]
+    selected = {"None": ["task", "class"], "XdG": ["task"], "LwF": ["task"]}
+    figures.final_accuracy(summary, audit, "t", tmp_path / "f.png", ["None", "XdG", "LwF"], defined=defined,
+                           selected=selected)
+    task, cls = [[t.get_text() for t in ax.texts] for ax in drawn[1].axes if ax.patches]
+    assert task == [] and cls == ["Task-IL only", "not in this report"]
     assert figures._absent("iCaRL", "task", {"iCaRL": ["domain", "class"]}) == "Domain-IL and Class-IL only"
 
 

@@ -176,7 +176,7 @@ def _aggregate(a):
 
 def _figure(a):
     from . import figures
-    from .config import labels, method_model, method_scenarios
+    from .config import labels, method_model, method_scenarios, seeds_of
     from .methods import REGISTRY
     exp = _experiments(a).experiments[a.experiment]
     names = labels(exp)
@@ -184,8 +184,9 @@ def _figure(a):
     families = {names[k]: figures.method_family(spec["method"], method_model(exp, k).get("type"))
                 for k, spec in exp["methods"].items()}
     defined = {names[k]: method_scenarios(exp, k) for k in exp["methods"]}
+    selected = {names[k]: [sc for sc in method_scenarios(exp, k) if seeds_of(exp, k, sc)] for k in exp["methods"]}
     figures.main(a.kind, a.accuracy_csv, a.summary_csv, a.audit, a.experiment, exp.get("title", a.experiment),
-                 list(names.values()), a.out, learned, families, a.results, defined)
+                 list(names.values()), a.out, learned, families, a.results, defined, selected)
 
 
 def _checks(a):

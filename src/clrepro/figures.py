@@ -201,11 +201,12 @@ def accuracy_per_task(acc: pd.DataFrame, title: str, path: Path, order: list[str
     return _save(fig, path)
 
 
-def _absent(method: str, scenario: str, defined: dict[str, list[str]] | None) -> str:
+def _absent(method: str, scenario: str, defined: dict[str, list[str]] | None,
+            selected: dict[str, list[str]] | None = None) -> str:
     """What a figure writes where ``method`` has no result in ``scenario``."""
     where = (defined or {}).get(method)
     if where is None or scenario in where:
-        return "not run"
+        return "not in this report" if scenario not in (selected or {}).get(method, [scenario]) else "not run"
     return " and ".join(SCENARIO_TITLES[s] for s in where) + " only"
 
 
@@ -221,11 +222,12 @@ def _published(audit: pd.DataFrame, per_task: bool = False) -> pd.DataFrame:
 @_themed
 def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path: Path,
                    order: list[str] | None = None, families: dict[str, str] | None = None,
-                   defined: dict[str, list[str]] | None = None):
+                   defined: dict[str, list[str]] | None = None, selected: dict[str, list[str]] | None = None):
     """Final average accuracy per method (mean +- SEM), the published value marked: a row per
     scenario, the methods' bars grouped by family (named above the first row). Where a method has
     no bar it reads "not run", or, where ``defined`` ({label: its scenarios}) leaves the row's
-    scenario out, the scenarios it is defined in (e.g. "Task-IL only" for XdG)."""
+    scenario out, the scenarios it is defined in (e.g. "Task-IL only" for XdG); where ``selected``
+    ({label: the scenarios this report gives seeds}) leaves it out, "not in this report"."""
     s = summary[summary.metric == "acc"]
     pub_all = _published(audit)
     scen = [x for x in SCENARIO_TITLES if x in set(s.scenario)]
@@ -247,7 +249,7 @@ def final_accuracy(summary: pd.DataFrame, audit: pd.DataFrame, title: str, path:
         ax.bar([x[m] for m in ran], ours.loc[ran, "mean"], yerr=ours.loc[ran, "sem"], color=[palette[m] for m in ran],
                hatch=[hatch(dashes[m]) for m in ran], capsize=2)
         for m in [m for m in order if m not in ran]:
-            ax.text(x[m], 3, _absent(m, sc, defined), rotation=90, ha="center", va="bottom", fontsize=9, color="0.45")
+            ax.text(x[m], 3, _absent(m, sc, defined, selected), rotation=90, ha="center", va="bottom", fontsize=9, color="0.45")
         pub = pub_all[pub_all.our_scenario == sc].drop_duplicates("label").set_index("label")
         shown = [m for m in ran if m in pub.index]
         marked |= bool(shown)
@@ -432,16 +434,16 @@ def memory(table: pd.DataFrame, title: str, path: Path, order: list[str] | None 
 
 def main(kind: str, accuracy_csv, summary_csv, audit_csv, experiment, title, order, out,
          learned: list[str] = (), families: dict[str, str] | None = None, results=(),
-         defined: dict[str, list[str]] | None = None) -> None:
+         defined: dict[str, list[str]] | None = None, selected: dict[str, list[str]] | None = None) -> None:
     """Draw one figure of one experiment; ``order`` lists the method labels in the config's order,
     ``families`` maps each to its family (:func:`method_family`), ``defined`` to the scenarios it
-    runs in."""
+    runs in, ``selected`` to those this report gives it seeds in."""
     acc, summary, audit = read_csv(accuracy_csv), read_csv(summary_csv), read_csv(audit_csv)
     acc, summary = acc[acc.experiment == experiment], summary[summary.experiment == experiment]
     if kind == "accuracy_per_task":
         accuracy_per_task(acc, title, Path(out), order, families)
     elif kind == "final_accuracy":
-        final_accuracy(summary, audit, title, Path(out), order, families, defined)
+        final_accuracy(summary, audit, title, Path(out), order, families, defined, selected)
     elif kind == "average_accuracy":
         average_accuracy(acc, audit, title, Path(out), order, families)
     elif kind == "task_bars":
